@@ -1,0 +1,1 @@
+"""CoAP for SPMP: message codec, transports (UDP, DTLS) and the request/response endpoint."""
