@@ -1,0 +1,433 @@
+"""The ``spmp`` command: inspect object models, decode payloads, run the demo.
+
+Every subcommand has ``--help``. Exit status: 0 on success, 2 for bad input (an unknown object, a
+payload that does not decode, bad options), 1 for an internal error (a bug: rerun with
+``--log-level DEBUG`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path as FilePath
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from spmp import __version__
+from spmp import logging as spmp_logging
+from spmp.lwm2m import (
+    ContentFormat,
+    Lwm2mError,
+    ModelRegistry,
+    MultipleResource,
+    Node,
+    Object,
+    ObjectInstance,
+    ObjectModel,
+    Path,
+    ResourceInstance,
+    ResourceModel,
+    SingleResource,
+    Value,
+    codecs,
+    instance_from_model,
+)
+from spmp.lwm2m.objects import default_registry
+from spmp.lwm2m.objects.docs import render_markdown
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="spmp",
+    help="SPMP: manage solar-powered telecom sites over LwM2M (object models, payloads, demo).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_INPUT = 2
+EXIT_INTERNAL = 1
+
+
+class PayloadFormat(StrEnum):
+    """Content formats the ``decode`` command accepts, by their short names."""
+
+    TLV = "tlv"
+    SENML_JSON = "senml-json"
+    SENML_CBOR = "senml-cbor"
+    LWM2M_JSON = "lwm2m-json"
+    LWM2M_CBOR = "lwm2m-cbor"
+    TEXT = "text"
+    OPAQUE = "opaque"
+    CBOR = "cbor"
+
+    @property
+    def content_format(self) -> ContentFormat:
+        return _CONTENT_FORMATS[self]
+
+
+_CONTENT_FORMATS = {
+    PayloadFormat.TLV: ContentFormat.TLV,
+    PayloadFormat.SENML_JSON: ContentFormat.SENML_JSON,
+    PayloadFormat.SENML_CBOR: ContentFormat.SENML_CBOR,
+    PayloadFormat.LWM2M_JSON: ContentFormat.LWM2M_JSON,
+    PayloadFormat.LWM2M_CBOR: ContentFormat.LWM2M_CBOR,
+    PayloadFormat.TEXT: ContentFormat.TEXT,
+    PayloadFormat.OPAQUE: ContentFormat.OPAQUE,
+    PayloadFormat.CBOR: ContentFormat.CBOR,
+}
+
+
+class LogFormat(StrEnum):
+    KV = "kv"
+    JSON = "json"
+
+
+def _out() -> Console:
+    # Created per call so that a replaced sys.stdout (tests, redirection) is honoured. When the output
+    # is not a terminal and COLUMNS is unset, use 120 columns rather than rich's 80 (logs, pipes).
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, markup=False, emoji=False, width=120 if wide else None)
+
+
+def _fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
+    Console(stderr=True, highlight=False, markup=False, emoji=False).print(
+        Text(f"error: {message}", style="bold red"), soft_wrap=True
+    )
+    raise typer.Exit(code)
+
+
+def _registry() -> ModelRegistry:
+    return default_registry()
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"spmp {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_show_version, is_eager=True),
+    ] = False,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            "--log-level",
+            envvar="SPMP_LOG_LEVEL",
+            help="Least severe log level to print to stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+        ),
+    ] = "WARNING",
+    log_format: Annotated[
+        LogFormat,
+        typer.Option("--log-format", envvar="SPMP_LOG_FORMAT", help="Log lines as key=value pairs or JSON objects."),
+    ] = LogFormat.KV,
+) -> None:
+    """SPMP: manage solar-powered telecom sites over LwM2M.
+
+    Logs go to stderr as structured lines (quiet by default); secrets such as PSKs, keys, tokens
+    and passwords are always masked.
+    """
+    try:
+        spmp_logging.configure(log_level, "json" if log_format is LogFormat.JSON else "kv")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--log-level") from None
+    log.debug("cli started", extra={"version": __version__, "argv": sys.argv[1:]})
+
+
+# ------------------------------------------------------------------------------------------ objects
+
+
+@app.command()
+def objects(
+    object_id: Annotated[
+        int | None,
+        typer.Option("--id", help="Show the resources of this object (for example 3316) instead of the list."),
+    ] = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the generated Markdown reference of every object model.")
+    ] = False,
+) -> None:
+    """List the LwM2M object models SPMP knows: id, name, version, instances, resources.
+
+    Examples: `spmp objects`, `spmp objects --id 3316`, `spmp objects --markdown > docs/objects.md`.
+    """
+    registry = _registry()
+    if markdown:
+        if object_id is not None:
+            _fail("--markdown documents every object; leave out --id")
+        text = render_markdown(registry)
+        typer.echo(text, nl=not text.endswith("\n"))
+        return
+    if object_id is not None:
+        model = registry.object_model(object_id)
+        if model is None:
+            known = ", ".join(str(i) for i in registry.object_ids())
+            _fail(f"no object model with id {object_id}; known ids: {known}")
+        _out().print(_resource_table(model, registry.versions(object_id)))
+        return
+    _out().print(_object_table(registry))
+
+
+def _object_table(models: Iterable[ObjectModel]) -> Table:
+    rows = list(models)
+    table = Table(title=f"LwM2M object models ({len(rows)})", title_justify="left")
+    table.add_column("ID", justify="right", style="cyan")
+    table.add_column("Name")
+    table.add_column("Version", justify="right")
+    table.add_column("Instances")
+    table.add_column("Resources", justify="right")
+    for model in rows:
+        table.add_row(
+            str(model.id),
+            model.name,
+            model.version,
+            "multiple" if model.multiple else "single",
+            str(len(model.resources)),
+        )
+    return table
+
+
+def _resource_table(model: ObjectModel, versions: list[str]) -> Table:
+    instances = "multiple instances" if model.multiple else "single instance"
+    title = f"{model.id} {model.name} v{model.version} ({instances}, {model.urn})"
+    older = [v for v in versions if v != model.version]
+    caption = f"other versions known: {', '.join(older)}" if older else None
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    table.add_column("ID", justify="right", style="cyan")
+    table.add_column("Name")
+    table.add_column("Ops")
+    table.add_column("Instances")
+    table.add_column("Mandatory")
+    table.add_column("Type")
+    table.add_column("Range")
+    table.add_column("Units")
+    for resource in sorted(model.resources.values(), key=lambda r: r.id):
+        table.add_row(
+            str(resource.id),
+            resource.name,
+            resource.operations.value or "-",
+            "multiple" if resource.multiple else "single",
+            "yes" if resource.mandatory else "no",
+            resource.type.value,
+            resource.range.text,
+            resource.units,
+        )
+    return table
+
+
+# ------------------------------------------------------------------------------------------- decode
+
+
+def _read_payload(argument: str) -> bytes:
+    if argument == "-":
+        return sys.stdin.buffer.read()
+    if argument.startswith("@"):
+        name = argument[1:]
+        try:
+            return FilePath(name).read_bytes()
+        except OSError as exc:
+            _fail(f"cannot read payload file {name!r}: {exc.strerror or exc}")
+    text = "".join(argument.split()).replace(":", "")
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        _fail(f"payload {argument!r} is not hexadecimal bytes (use @FILE for a binary file, - for stdin)")
+
+
+@app.command()
+def decode(
+    payload: Annotated[
+        str,
+        typer.Argument(
+            metavar="HEX|@FILE|-",
+            help="The payload: hex bytes (spaces and colons allowed), @FILE for a file's raw bytes, - for stdin.",
+            show_default=False,
+        ),
+    ],
+    payload_format: Annotated[
+        PayloadFormat,
+        typer.Option("--format", "-f", help="The payload's content format.", case_sensitive=False),
+    ],
+    path: Annotated[
+        str, typer.Option("--path", "-p", help="The LwM2M path the payload is for, such as /3/0 or /3316/0/5700.")
+    ],
+) -> None:
+    """Decode an LwM2M payload with the built-in object models and print its node tree.
+
+    Example: `spmp decode --format tlv --path /3/0 'C8 00 14 4F70656E204D6F62696C6520416C6C69616E6365'`.
+    """
+    data = _read_payload(payload)
+    try:
+        where = Path.parse(path)
+    except Lwm2mError as exc:
+        _fail(str(exc))
+    registry = _registry()
+    try:
+        node = codecs.decode(data, where, payload_format.content_format, registry)
+    except Lwm2mError as exc:
+        _fail(f"cannot decode {len(data)} bytes as {payload_format.value} at {where}: {exc}")
+    except Exception as exc:
+        log.debug("decoder crashed", exc_info=True, extra={"format": payload_format.value, "path": str(where)})
+        _fail(f"internal error in the {payload_format.value} decoder: {exc!r} (a bug; --log-level DEBUG shows it)", 1)
+    header = f"{where}  ({payload_format.value}, {len(data)} bytes)"
+    _out().print(render_tree(node, where, registry, header))
+
+
+def _format_value(value: Value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        shown = value[:32].hex(" ")
+        return f"0x[{shown}{' …' if len(value) > 32 else ''}] ({len(value)} bytes)"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def _resource_label(resource_id: int, model: ResourceModel | None) -> Text:
+    label = Text(str(resource_id), style="cyan")
+    label.append(f" {model.name}" if model is not None else " (unknown resource)")
+    return label
+
+
+def _add_resource(tree: Tree, resource: SingleResource | MultipleResource, model: ObjectModel | None) -> None:
+    resource_model = model.resource(resource.id) if model is not None else None
+    label = _resource_label(resource.id, resource_model)
+    units = f" {resource_model.units}" if resource_model is not None and resource_model.units else ""
+    if isinstance(resource, SingleResource):
+        label.append(" = ")
+        label.append(_format_value(resource.value) + units, style="green")
+        label.append(f"  {resource.type.value}", style="dim")
+        tree.add(label)
+        return
+    label.append(f"  {resource.type.value}[{len(resource.instances)}]", style="dim")
+    branch = tree.add(label)
+    for instance_id, value in sorted(resource.instances.items()):
+        item = Text(f"[{instance_id}] = ")
+        item.append(_format_value(value) + units, style="green")
+        branch.add(item)
+
+
+def _add_instance(tree: Tree, instance: ObjectInstance, model: ObjectModel | None) -> None:
+    label = Text("instance ")
+    label.append("(new)" if instance.id is None else str(instance.id), style="cyan")
+    branch = tree.add(label)
+    for _, resource in sorted(instance.resources.items()):
+        _add_resource(branch, resource, model)
+
+
+def render_tree(node: Node, path: Path, models: ModelRegistry, header: str = "") -> Tree:
+    """A rich tree of a decoded node, labelled with the model's names and units."""
+    object_id = path.object_id
+    model = models.object_model(object_id) if object_id is not None else None
+    title = Text(header or str(path), style="bold")
+    if model is not None:
+        title.append(f"  {model.id} {model.name}", style="bold magenta")
+    tree = Tree(title)
+    if isinstance(node, Object):
+        for _, instance in sorted(node.instances.items()):
+            _add_instance(tree, instance, model)
+    elif isinstance(node, ObjectInstance):
+        _add_instance(tree, node, model)
+    elif isinstance(node, SingleResource | MultipleResource):
+        _add_resource(tree, node, model)
+    else:
+        _add_resource_instance(tree, node, path, model)
+    return tree
+
+
+def _add_resource_instance(tree: Tree, node: ResourceInstance, path: Path, model: ObjectModel | None) -> None:
+    resource_id = path.resource_id
+    resource_model = model.resource(resource_id) if model is not None and resource_id is not None else None
+    label = _resource_label(resource_id if resource_id is not None else -1, resource_model)
+    label.append(f" [{node.id}] = ")
+    label.append(_format_value(node.value), style="green")
+    label.append(f"  {node.type.value}", style="dim")
+    tree.add(label)
+
+
+# --------------------------------------------------------------------------------------------- demo
+
+DEMO_DEVICE: Mapping[int, Value | Mapping[int, Value]] = {
+    0: "SPMP Demo Solar",
+    1: "SC-48-60",
+    2: "SN-000042",
+    3: "1.4.2",
+    6: {0: 7, 1: 2},
+    7: {0: 61200, 1: 52800},
+    8: {0: 5200, 1: 5800},
+    9: 87,
+    11: {0: 0},
+    13: datetime(2024, 6, 21, 12, 0, tzinfo=UTC),
+    14: "+03:00",
+    15: "Africa/Nairobi",
+    16: "U",
+}
+"""An example charger's Device object (/3/0): solar (7) and external battery (2) power sources."""
+
+DEMO_FORMATS = (
+    PayloadFormat.TLV,
+    PayloadFormat.SENML_JSON,
+    PayloadFormat.SENML_CBOR,
+    PayloadFormat.LWM2M_JSON,
+    PayloadFormat.LWM2M_CBOR,
+)
+
+
+@app.command()
+def demo() -> None:
+    """Encode an example Device object (/3/0) in several content formats and decode it back."""
+    registry = _registry()
+    model = registry.object_model(3)
+    if model is None:
+        _fail("the built-in models have no Device object (3)", EXIT_INTERNAL)
+    values = {rid: value for rid, value in DEMO_DEVICE.items() if model.resource(rid) is not None}
+    instance = instance_from_model(model, 0, values)
+    where = Path.of(3, 0)
+    out = _out()
+    out.print(Text("SPMP demo: one charger's Device object (/3/0) on the wire", style="bold"))
+    out.print(render_tree(instance, where, registry, "/3/0  (the values)"))
+    failures = 0
+    for fmt in DEMO_FORMATS:
+        name = f"{fmt.value} (content format {int(fmt.content_format)})"
+        try:
+            payload = codecs.encode(instance, where, fmt.content_format, registry)
+            decoded = codecs.decode(payload, where, fmt.content_format, registry)
+        except Lwm2mError as exc:
+            out.print(Text(f"- {name}: not available: {exc}", style="yellow"), soft_wrap=True)
+            continue
+        same = decoded == instance
+        failures += not same
+        verdict = Text("round trip ok", style="green") if same else Text("ROUND TRIP DIFFERS", style="bold red")
+        line = Text(f"- {name}: {len(payload)} bytes, ")
+        line.append(verdict)
+        out.print(line, soft_wrap=True)
+        shown = payload.decode() if fmt in (PayloadFormat.SENML_JSON, PayloadFormat.LWM2M_JSON) else payload.hex(" ")
+        out.print(Text(f"  {shown[:160]}{' …' if len(shown) > 160 else ''}", style="dim"), soft_wrap=True)
+    if failures:
+        _fail(f"{failures} format(s) did not decode to the values they encoded", EXIT_INTERNAL)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
