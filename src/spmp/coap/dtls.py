@@ -1,0 +1,327 @@
+"""DTLS 1.2 for SPMP's CoAP stack: pre-shared keys per endpoint, over python-mbedtls.
+
+The transports themselves live in :mod:`spmp.coap.dtls_server` (:class:`DtlsServerTransport`, one UDP
+socket, many sessions) and :mod:`spmp.coap.dtls_client` (:class:`DtlsClientTransport`, one session to one
+server); both implement :class:`spmp.coap.transport.DatagramTransport` and are re-exported here. This
+module holds what they share: the errors, the :class:`PskStore` interface, and a little DTLS record
+parsing that mbedtls does not expose (alert descriptions, datagram boundaries).
+
+Security modes:
+
+* PSK (RFC 4279) is the mode LwM2M devices use; the cipher suites LwM2M 1.1 mandates,
+  ``TLS-PSK-WITH-AES-128-CCM-8`` and ``TLS-PSK-WITH-AES-128-CBC-SHA256``, are always offered.
+* NoSec is plain UDP (:mod:`spmp.coap.udp`); nothing here falls back to it.
+* Raw public keys (RFC 7250) are not supported: mbedtls 2.28 does not implement them.
+* X.509 is possible with mbedtls but not wired into these transports yet.
+
+mbedtls is kept behind this interface (the binding targets mbedtls 2.28, out of upstream support since
+end-2024) so it can be swapped without touching the CoAP endpoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+import struct
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import mbedtls._tls as _mbedtls_tls
+from mbedtls import tls
+
+from spmp.coap.errors import CoapError
+
+if TYPE_CHECKING:  # pragma: no cover - re-exports for type checkers; runtime uses __getattr__ below
+    from spmp.coap.dtls_client import DtlsClientTransport
+    from spmp.coap.dtls_server import DtlsServerStats, DtlsServerTransport
+
+__all__ = [
+    "DEFAULT_PSK_CIPHERS",
+    "LWM2M_PSK_CIPHERS",
+    "DtlsClientTransport",
+    "DtlsError",
+    "DtlsHandshakeError",
+    "DtlsServerStats",
+    "DtlsServerTransport",
+    "InMemoryPskStore",
+    "PskStore",
+]
+
+LWM2M_PSK_CIPHERS: tuple[str, ...] = ("TLS-PSK-WITH-AES-128-CCM-8", "TLS-PSK-WITH-AES-128-CBC-SHA256")
+"""The PSK suites LwM2M 1.1 (§7.1.7 of the transport spec) requires; first is preferred."""
+
+DEFAULT_PSK_CIPHERS: tuple[str, ...] = (
+    *LWM2M_PSK_CIPHERS,
+    "TLS-PSK-WITH-AES-128-GCM-SHA256",
+    "TLS-PSK-WITH-AES-128-CCM",
+    "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256",
+)
+"""What both transports offer by default: the LwM2M pair plus common PSK suites other stacks pick."""
+
+
+class DtlsError(CoapError):
+    """Base of DTLS transport errors."""
+
+
+class DtlsHandshakeError(DtlsError):
+    """A DTLS handshake failed: refused by the peer (alert), failed locally, or timed out.
+
+    ``reason`` is a short human-readable cause; ``alert`` the TLS alert description number when the
+    peer sent one (20 bad_record_mac for a wrong key, 115 unknown_psk_identity), else None.
+    """
+
+    def __init__(self, host: str, port: int, reason: str, *, alert: int | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.reason = reason
+        self.alert = alert
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        super().__init__(f"DTLS handshake with {where} failed: {reason}")
+
+
+class PskStore(Protocol):
+    """Where a DTLS server finds the pre-shared key of an endpoint.
+
+    ``lookup`` is called synchronously inside the handshake, on the event loop: it must be fast and
+    never block (serve from memory; the server's persistent store keeps a cache). Return None for an
+    unknown identity. Exceptions are logged and treated as an unknown identity.
+    """
+
+    def lookup(self, identity: str) -> bytes | None:
+        """The key for ``identity``, or None."""
+
+
+class InMemoryPskStore:
+    """A :class:`PskStore` held in a dict; thread-safe for updates from another thread.
+
+    Its ``repr`` lists identities only, never keys.
+    """
+
+    def __init__(self, keys: Mapping[str, bytes] | None = None) -> None:
+        self._keys: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        for identity, key in (keys or {}).items():
+            self.set(identity, key)
+
+    def set(self, identity: str, key: bytes) -> None:
+        """Add or replace the key of ``identity``. Sessions already established keep their keys."""
+        if not identity:
+            raise ValueError("a PSK identity must not be empty")
+        if not key:
+            raise ValueError(f"the key of {identity!r} must not be empty")
+        with self._lock:
+            self._keys[identity] = bytes(key)
+
+    def remove(self, identity: str) -> None:
+        """Forget ``identity`` (no error if unknown)."""
+        with self._lock:
+            self._keys.pop(identity, None)
+
+    def lookup(self, identity: str) -> bytes | None:
+        return self._keys.get(identity)
+
+    def __contains__(self, identity: object) -> bool:
+        return identity in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"InMemoryPskStore(identities={sorted(self._keys)!r})"
+
+
+# --- mbedtls buffers ------------------------------------------------------------------------------------
+
+BUFFER_CAPACITY = 16384
+"""Bytes per mbedtls ring buffer (two per session). The binding's default, 32 KiB, makes a session cost
+~99 KiB; 16 KiB holds any PSK flight and any CoAP-sized record. Larger datagrams are dropped."""
+
+
+TIMER_MARGIN = 0.003
+"""Seconds our retransmission timers wait beyond mbedtls' timeout: mbedtls counts whole milliseconds on
+the wall clock, asyncio on the monotonic one, so an exact deadline can arrive a hair too early."""
+
+
+def new_buffer(context: tls.ServerContext | tls.ClientContext, hostname: str | None = None) -> tls.TLSWrappedBuffer:
+    """Wrap ``context`` in memory buffers of :data:`BUFFER_CAPACITY` bytes.
+
+    The binding reads the capacity from a module global when a buffer is created, so it is set around
+    the creation and restored (single-threaded: nothing else creates buffers meanwhile).
+    """
+    saved = getattr(_mbedtls_tls, "TLS_BUFFER_CAPACITY")  # noqa: B009 - not in the binding's stubs
+    setattr(_mbedtls_tls, "TLS_BUFFER_CAPACITY", BUFFER_CAPACITY)  # noqa: B010
+    try:
+        if isinstance(context, tls.ClientContext):
+            return context.wrap_buffers(hostname)
+        return context.wrap_buffers()
+    finally:
+        setattr(_mbedtls_tls, "TLS_BUFFER_CAPACITY", saved)  # noqa: B010
+
+
+def tls_error_code(exc: Exception) -> int:
+    """The positive mbedtls error code of a TLSError (0 if none); the binding's stubs omit ``err``."""
+    code = getattr(exc, "err", 0)
+    return code if isinstance(code, int) else 0
+
+
+def tls_error_reason(exc: Exception) -> str:
+    """A short, key-free reason for a TLSError."""
+    return reason_for(tls_error_code(exc), str(getattr(exc, "msg", "") or exc))
+
+
+def handshake_step(buffer: tls.TLSWrappedBuffer) -> str:
+    """The name of the buffer's handshake state (``"HANDSHAKE_OVER"`` when done).
+
+    Names, because the binding's stubs type the HandshakeStep members as ints.
+    """
+    return buffer._handshake_state.name
+
+
+def take_outgoing(buffer: tls.TLSWrappedBuffer) -> bytes:
+    """Everything mbedtls has written, removed from its output buffer."""
+    data = buffer.peek_outgoing(BUFFER_CAPACITY)
+    if data:
+        buffer.consume_outgoing(len(data))
+    return data
+
+
+# --- DTLS record helpers -------------------------------------------------------------------------------
+# mbedtls with memory buffers gives us a byte stream of records, not datagrams, and it does not say which
+# alert a peer sent. These few lines of RFC 6347 §4.1 parsing fill both gaps.
+
+RECORD_HEADER = struct.Struct("!BHHIHH")  # type, version, epoch, seq (48 bits as 32+16), length
+RECORD_HEADER_LEN = 13
+CONTENT_CHANGE_CIPHER_SPEC = 20
+CONTENT_ALERT = 21
+CONTENT_HANDSHAKE = 22
+CONTENT_APPLICATION_DATA = 23
+HANDSHAKE_CLIENT_HELLO = 1
+
+ALERT_NAMES: dict[int, str] = {
+    0: "close_notify",
+    10: "unexpected_message",
+    20: "bad_record_mac",
+    40: "handshake_failure",
+    42: "bad_certificate",
+    47: "illegal_parameter",
+    48: "unknown_ca",
+    50: "decode_error",
+    51: "decrypt_error",
+    70: "protocol_version",
+    71: "insufficient_security",
+    80: "internal_error",
+    90: "user_canceled",
+    115: "unknown_psk_identity",
+}
+
+# mbedtls error codes (positive, as TLSError.err reports them) with the reason we log.
+MBEDTLS_REASONS: dict[int, str] = {
+    0x7180: "bad record MAC: wrong pre-shared key",
+    0x7E80: "bad Finished: wrong pre-shared key",
+    0x6C80: "unknown PSK identity",
+    0x7780: "the peer sent a fatal alert",
+    0x6800: "handshake timed out",
+    0x7880: "the peer closed the session",
+    0x7200: "invalid record from the peer",
+    0x7900: "bad ClientHello",
+    0x7980: "bad ServerHello",
+    0x7C00: "bad ClientKeyExchange",
+    0x7E00: "bad ChangeCipherSpec",
+    0x7380: "no cipher suite in common",
+    0x6E80: "unsupported protocol version",
+}
+
+UNKNOWN_IDENTITY_ERR = 0x6C80
+BAD_MAC_ERR = 0x7180
+BAD_FINISHED_ERR = 0x7E80
+PEER_CLOSE_NOTIFY_ERR = 0x7880
+FATAL_ALERT_ERR = 0x7780
+TIMEOUT_ERR = 0x6800
+
+
+def reason_for(err: int, fallback: str) -> str:
+    """A short, key-free reason for an mbedtls error code."""
+    return MBEDTLS_REASONS.get(err, fallback or f"mbedtls error -0x{err:04X}")
+
+
+def split_datagrams(stream: bytes, mtu: int) -> list[bytes]:
+    """Cut mbedtls' outgoing byte stream back into datagrams of whole records, each at most ``mtu``.
+
+    Several flights' records may sit in the buffer together; sending them as one jumbo datagram works on
+    loopback but fragments at the IP layer on real links. A record larger than ``mtu`` goes alone. If the
+    stream does not parse as records (it always should), it is sent as one datagram.
+    """
+    datagrams: list[bytes] = []
+    current = bytearray()
+    pos = 0
+    while pos < len(stream):
+        if len(stream) - pos < RECORD_HEADER_LEN:
+            return [stream]
+        length = int.from_bytes(stream[pos + 11 : pos + 13], "big")
+        end = pos + RECORD_HEADER_LEN + length
+        if end > len(stream):
+            return [stream]
+        if current and len(current) + (end - pos) > mtu:
+            datagrams.append(bytes(current))
+            current.clear()
+        current += stream[pos:end]
+        pos = end
+    if current:
+        datagrams.append(bytes(current))
+    return datagrams
+
+
+def first_record(datagram: bytes) -> tuple[int, int, bytes] | None:
+    """(content type, epoch, fragment) of the first record in ``datagram``, or None if it is not DTLS."""
+    if len(datagram) < RECORD_HEADER_LEN:
+        return None
+    content_type, version, epoch, _, _, length = RECORD_HEADER.unpack_from(datagram)
+    if content_type not in (20, 21, 22, 23) or version >> 8 != 0xFE:
+        return None
+    return content_type, epoch, datagram[RECORD_HEADER_LEN : RECORD_HEADER_LEN + length]
+
+
+def is_client_hello(datagram: bytes) -> bool:
+    """Whether ``datagram`` starts a handshake: an epoch-0 handshake record holding a ClientHello."""
+    record = first_record(datagram)
+    return (
+        record is not None
+        and record[0] == CONTENT_HANDSHAKE
+        and record[1] == 0
+        and len(record[2]) > 0
+        and record[2][0] == HANDSHAKE_CLIENT_HELLO
+    )
+
+
+def plaintext_alert(datagram: bytes) -> tuple[int, int] | None:
+    """(level, description) if ``datagram`` starts with an unencrypted (epoch 0) alert record."""
+    record = first_record(datagram)
+    if record is None or record[0] != CONTENT_ALERT or record[1] != 0 or len(record[2]) != 2:
+        return None
+    return record[2][0], record[2][1]
+
+
+def alert_name(description: int) -> str:
+    return f"{ALERT_NAMES.get(description, 'alert')} ({description})"
+
+
+def fatal_alert_record(description: int) -> bytes:
+    """An unencrypted epoch-0 fatal alert, for refusing a peer we hold no session for."""
+    return RECORD_HEADER.pack(CONTENT_ALERT, 0xFEFD, 0, 0, 0, 2) + bytes((2, description))
+
+
+def log_safe(identity: str | None, limit: int = 64) -> str:
+    """An identity fit for a log line: printable (repr-escaped) and bounded; the peer chose it."""
+    if identity is None:
+        return "-"
+    shown = identity if len(identity) <= limit else identity[:limit] + "…"
+    return repr(shown)
+
+
+def __getattr__(name: str) -> Any:
+    # The transports import this module, so they are loaded lazily here (PEP 562) to avoid a cycle.
+    if name in ("DtlsServerTransport", "DtlsServerStats"):
+        return getattr(importlib.import_module("spmp.coap.dtls_server"), name)
+    if name == "DtlsClientTransport":
+        return importlib.import_module("spmp.coap.dtls_client").DtlsClientTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,667 @@
+"""The DTLS 1.2 server transport: many PSK sessions on one UDP socket (python-mbedtls, memory BIOs).
+
+Life of a peer::
+
+    unknown --ClientHello--> doorman (stateless cookie exchange: HelloVerifyRequest, nothing stored)
+            --ClientHello with valid cookie--> HANDSHAKE (a session: retransmission timer, deadline)
+            --Finished ok--> ESTABLISHED (application data both ways, idle eviction)
+            --error / timeout / idle / close--> removed
+
+* A session is only created once the peer has echoed a cookie, so spoofed ClientHellos cost no memory
+  and the ``max_sessions`` cap counts only peers that own their address.
+* mbedtls with memory buffers keeps its retransmission timer but never wakes up by itself: each
+  session carries an asyncio timer mirroring mbedtls' one (initial ``retransmit_timeout``, doubling);
+  when it fires we step the handshake and mbedtls resends the flight if its own timer agrees.
+* The PSK store is asked synchronously from inside mbedtls (during ClientKeyExchange). The adapter
+  notes which identity was asked and whether it was known, because mbedtls reports neither: that is
+  how a failure is logged with its identity and counted as "unknown identity" vs "wrong key".
+* A failed handshake sends the alert mbedtls produced (bad_record_mac for a wrong key,
+  unknown_psk_identity), logs one warning line ``peer=… identity=… reason=…`` (never a key), counts it
+  in :attr:`DtlsServerTransport.stats`, and forgets the peer at once.
+* Errors are contained per peer: whatever one peer sends, other sessions carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from mbedtls import tls
+from mbedtls.exceptions import TLSError
+
+from spmp.coap.dtls import (
+    BAD_FINISHED_ERR,
+    BAD_MAC_ERR,
+    BUFFER_CAPACITY,
+    DEFAULT_PSK_CIPHERS,
+    PEER_CLOSE_NOTIFY_ERR,
+    TIMER_MARGIN,
+    PskStore,
+    fatal_alert_record,
+    handshake_step,
+    is_client_hello,
+    log_safe,
+    new_buffer,
+    split_datagrams,
+    take_outgoing,
+    tls_error_code,
+    tls_error_reason,
+)
+from spmp.coap.transport import DatagramHandler, Peer
+
+logger = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+RECV_CHUNK = 16384
+ALERT_INTERNAL_ERROR = 80
+_PRE_COOKIE_STATES = frozenset({"HELLO_REQUEST", "CLIENT_HELLO", "SERVER_HELLO"})
+_MAX_STEPS = 64  # a handshake has ~20 steps; a bound turns an unexpected mbedtls loop into an error
+
+
+@dataclass(slots=True)
+class DtlsServerStats:
+    """Counters of a :class:`DtlsServerTransport` (live object; read it, do not write it)."""
+
+    handshakes_ok: int = 0
+    handshakes_failed: int = 0
+    """Every handshake that did not complete: wrong key, unknown identity, timeout, protocol error."""
+    unknown_identity: int = 0
+    """Of the failed handshakes, those whose PSK identity the store did not know."""
+    handshake_timeouts: int = 0
+    """Of the failed handshakes, those abandoned after ``handshake_timeout``."""
+    handshakes_in_progress: int = 0
+    sessions_open: int = 0
+    """Established sessions right now."""
+    evicted: int = 0
+    """Established sessions closed for being idle longer than ``idle_timeout``."""
+    refused_max_sessions: int = 0
+    """New handshakes refused because ``max_sessions`` sessions existed."""
+    sessions_reset: int = 0
+    """Established sessions dropped after a fatal error or undecodable traffic from their peer."""
+    hello_verify_requests: int = 0
+    dropped_datagrams: int = 0
+    """Datagrams ignored: not DTLS, no session and no ClientHello, oversize, or no handler."""
+    dropped_sends: int = 0
+    """``send`` calls for a peer without an established session (or with a different identity)."""
+
+
+class _State(enum.Enum):
+    HANDSHAKE = "handshake"
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+class _Session:
+    """One peer's DTLS session: the mbedtls buffer plus what mbedtls does not track for us."""
+
+    __slots__ = (
+        "addr",
+        "buffer",
+        "identity",
+        "last_activity",
+        "peer",
+        "psk_problem",
+        "rto",
+        "started",
+        "state",
+        "timer",
+    )
+
+    def __init__(self, addr: Address, buffer: tls.TLSWrappedBuffer, now: float, rto: float) -> None:
+        self.addr = addr
+        self.buffer = buffer
+        self.state = _State.HANDSHAKE
+        self.identity: str | None = None
+        self.psk_problem: str | None = None
+        self.peer: Peer | None = None
+        self.started = now
+        self.last_activity = now
+        self.rto = rto
+        self.timer: asyncio.TimerHandle | None = None
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class _PskMapping(Mapping[str, bytes]):
+    """The Mapping mbedtls consults for keys, adapting a :class:`PskStore` and noting each lookup.
+
+    mbedtls calls ``__getitem__`` synchronously from inside ``do_handshake``; the transport sets
+    ``current`` to the session being stepped so the identity and outcome land on the right session.
+    """
+
+    def __init__(self, store: PskStore) -> None:
+        self.store = store
+        self.current: _Session | None = None
+
+    def __getitem__(self, identity: str) -> bytes:
+        session = self.current
+        if session is not None:
+            session.identity = identity
+        try:
+            key = self.store.lookup(identity)
+        except Exception:
+            # mbedtls would swallow this as "unknown identity": log it here, where it is visible.
+            logger.exception("PSK store lookup failed for identity %s", log_safe(identity))
+            if session is not None:
+                session.psk_problem = "PSK store error"
+            raise KeyError(identity) from None
+        if key is None:
+            if session is not None:
+                session.psk_problem = "unknown PSK identity"
+            raise KeyError(identity)
+        return key
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __bool__(self) -> bool:  # an empty-looking Mapping must still count as "a store is configured"
+        return True
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: DtlsServerTransport) -> None:
+        self.owner = owner
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.owner._on_datagram(data, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (port unreachable) for some earlier datagram; nothing to do per session.
+        logger.debug("DTLS server socket error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class DtlsServerTransport:
+    """A DTLS 1.2 PSK server on one UDP socket; implements :class:`~spmp.coap.transport.DatagramTransport`.
+
+    Create with :meth:`bind`. Incoming application data reaches the handler as
+    ``Peer(host, port, identity=<PSK identity>)``; :meth:`send` encrypts over the peer's session (so
+    the server can send requests to a client over the session the client opened).
+    """
+
+    def __init__(
+        self,
+        psk_store: PskStore,
+        *,
+        max_sessions: int,
+        handshake_timeout: float,
+        idle_timeout: float,
+        retransmit_timeout: float,
+        ciphers: tuple[str, ...],
+        mtu: int,
+    ) -> None:
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
+        if not 0 < retransmit_timeout <= handshake_timeout:
+            raise ValueError("need 0 < retransmit_timeout <= handshake_timeout")
+        if idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive")
+        self._psk = _PskMapping(psk_store)
+        self._max_sessions = max_sessions
+        self._handshake_timeout = handshake_timeout
+        self._idle_timeout = idle_timeout
+        self._rto_initial = retransmit_timeout
+        self._mtu = mtu
+        config = tls.DTLSConfiguration(
+            pre_shared_key_store=self._psk,
+            ciphers=ciphers,
+            lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
+            highest_supported_version=tls.DTLSVersion.DTLSv1_2,
+            validate_certificates=False,
+            handshake_timeout_min=retransmit_timeout,
+            handshake_timeout_max=handshake_timeout,
+        )
+        self._context = tls.ServerContext(config)
+        # The doorman answers ClientHellos without a valid cookie; it holds no per-peer state after that.
+        self._doorman = new_buffer(self._context)
+        self._sessions: dict[Address, _Session] = {}
+        self._established_count = 0
+        self._handler: DatagramHandler | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._protocol: _Protocol | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._local: Address = ("", 0)
+        self._closing = False
+        self.stats = DtlsServerStats()
+
+    @classmethod
+    async def bind(
+        cls,
+        host: str,
+        port: int,
+        psk_store: PskStore,
+        *,
+        max_sessions: int = 10_000,
+        handshake_timeout: float = 30.0,
+        idle_timeout: float = 1800.0,
+        retransmit_timeout: float = 1.0,
+        ciphers: tuple[str, ...] = DEFAULT_PSK_CIPHERS,
+        mtu: int = 1400,
+    ) -> DtlsServerTransport:
+        """Listen for DTLS on ``host``:``port`` (0 for an ephemeral port), keys from ``psk_store``.
+
+        ``max_sessions`` caps sessions (handshaking and established) before new handshakes are refused;
+        ``handshake_timeout`` abandons a handshake still unfinished after that many seconds;
+        ``idle_timeout`` evicts an established session with no traffic either way for that long;
+        ``retransmit_timeout`` is the first flight retransmission delay (RFC 6347: 1 s, doubling);
+        ``mtu`` bounds the datagrams the handshake's records are packed into.
+        """
+        self = cls(
+            psk_store,
+            max_sessions=max_sessions,
+            handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+            retransmit_timeout=retransmit_timeout,
+            ciphers=ciphers,
+            mtu=mtu,
+        )
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=(host, port))
+        self._transport = transport
+        self._protocol = protocol
+        sockname = transport.get_extra_info("sockname")
+        self._local = (sockname[0], sockname[1])
+        self._schedule_sweep()
+        logger.info("DTLS server listening on %s:%d", *self._local)
+        return self
+
+    # --- DatagramTransport ------------------------------------------------------------------------------
+
+    def set_handler(self, handler: DatagramHandler) -> None:
+        self._handler = handler
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return self._local
+
+    def send(self, data: bytes, peer: Peer) -> None:
+        """Encrypt ``data`` as one record to ``peer`` over its established session.
+
+        Without an established session (never connected, evicted, or still handshaking) the datagram is
+        dropped and counted, as UDP would lose it: the server cannot open sessions towards clients. If
+        ``peer.identity`` is set and differs from the session's identity the datagram is dropped too,
+        so a request meant for one device never reaches another that took over its address.
+        """
+        session = self._sessions.get(peer.address)
+        if session is None or session.state is not _State.ESTABLISHED:
+            self.stats.dropped_sends += 1
+            logger.debug("DTLS send to %s dropped: no established session", peer)
+            return
+        if peer.identity is not None and peer.identity != session.identity:
+            self.stats.dropped_sends += 1
+            logger.warning(
+                "DTLS send dropped: peer=%s:%d session identity=%s, not %s",
+                *peer.address,
+                log_safe(session.identity),
+                log_safe(peer.identity),
+            )
+            return
+        try:
+            session.buffer.write(data)
+        except TLSError as exc:
+            self._reset_session(session, tls_error_reason(exc))
+            return
+        session.last_activity = self._now()
+        self._flush(session)
+
+    async def close(self) -> None:
+        """Send close_notify on every established session, then release the socket."""
+        if self._closing:
+            if self._protocol is not None:
+                await self._protocol.closed
+            return
+        self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for session in list(self._sessions.values()):
+            if session.state is _State.ESTABLISHED:
+                self._close_notify(session)
+            self._remove(session)
+        if self._transport is not None:
+            self._transport.close()
+        if self._protocol is not None:
+            await self._protocol.closed
+
+    # --- introspection ---------------------------------------------------------------------------------
+
+    def session_identity(self, address: tuple[str, int]) -> str | None:
+        """The PSK identity of the established session with ``address``, or None."""
+        session = self._sessions.get(address)
+        if session is None or session.state is not _State.ESTABLISHED:
+            return None
+        return session.identity
+
+    def established_peers(self) -> list[Peer]:
+        """Peers with an established session."""
+        return [s.peer for s in self._sessions.values() if s.peer is not None and s.state is _State.ESTABLISHED]
+
+    # --- incoming datagrams -----------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _on_datagram(self, data: bytes, addr: Address) -> None:
+        if self._closing:
+            return
+        if len(data) > BUFFER_CAPACITY:
+            self.stats.dropped_datagrams += 1
+            return
+        session = self._sessions.get(addr)
+        try:
+            if session is None:
+                self._accept(data, addr, None)
+            elif session.state is _State.ESTABLISHED and is_client_hello(data):
+                # The client lost its session (rebooted) and starts over from the same address. The old
+                # session stays until the new ClientHello carries a valid cookie, so a spoofed
+                # ClientHello cannot tear down a live session.
+                self._accept(data, addr, session)
+            else:
+                self._feed(session, data)
+        except Exception:
+            # One peer's trouble must not reach the event loop or other peers: drop it and its session.
+            logger.exception("DTLS: unexpected error handling a datagram from %s:%d; session dropped", *addr)
+            stale = self._sessions.get(addr)
+            if stale is not None:
+                self._remove(stale)
+            self._doorman = new_buffer(self._context)
+
+    def _accept(self, data: bytes, addr: Address, replacing: _Session | None) -> None:
+        """Run a ClientHello through the doorman: answer HelloVerifyRequest, or start a session."""
+        if not is_client_hello(data):
+            self.stats.dropped_datagrams += 1
+            logger.debug("DTLS: datagram from %s:%d without a session and not a ClientHello, dropped", *addr)
+            return
+        door = self._doorman
+        door.setcookieparam(f"{addr[0]}:{addr[1]}".encode())  # the cookie binds the client's address
+        door.receive_from_network(data)
+        self._psk.current = None
+        try:
+            for _ in range(_MAX_STEPS):
+                state = handshake_step(door)
+                if state == "SERVER_HELLO_VERIFY_REQUEST_SENT":
+                    self._send_raw(take_outgoing(door), addr)
+                    self.stats.hello_verify_requests += 1
+                    with contextlib.suppress(tls.HelloVerifyRequest):
+                        door.do_handshake()  # reports HelloVerifyRequest and resets the doorman
+                    return
+                if state not in _PRE_COOKIE_STATES:
+                    break  # the cookie was valid: mbedtls went on to ServerHello
+                try:
+                    door.do_handshake()
+                except tls.WantWriteError:
+                    continue
+                except tls.WantReadError:
+                    take_outgoing(door)  # an incomplete or invalid hello: nothing to answer
+                    return
+            else:
+                raise RuntimeError("doorman did not reach a decision")
+        except tls.HelloVerifyRequest:
+            self._send_raw(take_outgoing(door), addr)
+            self.stats.hello_verify_requests += 1
+            return
+        except TLSError as exc:
+            # A malformed hello from an unverified address: no answer, and a fresh doorman so no
+            # half-parsed state carries over to the next peer.
+            logger.debug("DTLS: bad ClientHello from %s:%d: %s", *addr, tls_error_reason(exc))
+            self.stats.dropped_datagrams += 1
+            self._doorman = new_buffer(self._context)
+            return
+
+        # The peer proved it receives at its address; the doorman's context becomes its session.
+        self._doorman = new_buffer(self._context)
+        if replacing is not None:
+            logger.info("DTLS: %s:%d starts a new handshake; its old session is dropped", *addr)
+            self._remove(replacing)
+        if len(self._sessions) >= self._max_sessions:
+            self.stats.refused_max_sessions += 1
+            self.stats.handshakes_failed += 1
+            self._send_raw(fatal_alert_record(ALERT_INTERNAL_ERROR), addr)
+            logger.warning(
+                "DTLS handshake refused: peer=%s:%d identity=- reason=max_sessions (%d) reached",
+                *addr,
+                self._max_sessions,
+                extra={"peer": f"{addr[0]}:{addr[1]}", "identity": None, "reason": "max_sessions"},
+            )
+            return
+        session = _Session(addr, door, self._now(), self._rto_initial)
+        self._sessions[addr] = session
+        self._count_sessions()
+        self._drive(session, retransmission=False)
+
+    def _feed(self, session: _Session, data: bytes) -> None:
+        session.buffer.receive_from_network(data)
+        if session.state is _State.HANDSHAKE:
+            self._drive(session, retransmission=False)
+        else:
+            self._read(session)
+
+    # --- the handshake ----------------------------------------------------------------------------------
+
+    def _drive(self, session: _Session, *, retransmission: bool) -> None:
+        """Step the handshake as far as the input allows, send what mbedtls wrote, arm the timer."""
+        buffer = session.buffer
+        step_before = handshake_step(buffer)
+        self._psk.current = session
+        try:
+            for _ in range(_MAX_STEPS):
+                if handshake_step(buffer) == "HANDSHAKE_OVER":
+                    break
+                try:
+                    buffer.do_handshake()
+                except tls.WantWriteError:
+                    continue
+                except tls.WantReadError:
+                    break
+            else:
+                raise RuntimeError("handshake made no progress")
+        except TLSError as exc:
+            self._handshake_failed(session, exc)
+            return
+        finally:
+            self._psk.current = None
+
+        sent = self._flush(session)
+        if handshake_step(buffer) == "HANDSHAKE_OVER":
+            self._established(session)
+            self._read(session)  # application data may share the datagram with the Finished
+            return
+        session.last_activity = self._now()
+        if sent:
+            # Mirror mbedtls' clock: a new flight starts at the initial timeout, a timer-driven resend
+            # doubles it, and a resend prompted by the peer repeating its flight keeps it.
+            if retransmission:
+                session.rto = min(session.rto * 2, self._handshake_timeout)
+            elif handshake_step(buffer) != step_before:
+                session.rto = self._rto_initial
+            self._arm(session, session.rto)
+        elif retransmission:
+            # mbedtls' clock disagrees with our mirror (it fired a hair early, or the peer's repeats
+            # reset mbedtls' timer): look again soon, without spinning.
+            self._arm(session, max(0.05, session.rto / 4))
+
+    def _arm(self, session: _Session, delay: float) -> None:
+        session.cancel_timer()
+        session.timer = asyncio.get_running_loop().call_later(delay + TIMER_MARGIN, self._on_timer, session)
+
+    def _on_timer(self, session: _Session) -> None:
+        session.timer = None
+        if self._sessions.get(session.addr) is not session or session.state is not _State.HANDSHAKE:
+            return
+        if self._now() - session.started >= self._handshake_timeout:
+            self._handshake_timed_out(session)
+            return
+        try:
+            self._drive(session, retransmission=True)
+        except Exception:
+            logger.exception("DTLS: retransmission for %s:%d failed; session dropped", *session.addr)
+            self._remove(session)
+
+    def _established(self, session: _Session) -> None:
+        session.cancel_timer()
+        session.state = _State.ESTABLISHED
+        self._established_count += 1
+        session.last_activity = self._now()
+        session.peer = Peer(session.addr[0], session.addr[1], session.identity)
+        self.stats.handshakes_ok += 1
+        self._count_sessions()
+        logger.info(
+            "DTLS session established: peer=%s:%d identity=%s cipher=%s",
+            *session.addr,
+            log_safe(session.identity),
+            session.buffer.cipher(),
+        )
+
+    def _handshake_failed(self, session: _Session, exc: TLSError) -> None:
+        self._flush(session)  # the alert mbedtls wrote tells the client why, at once
+        if session.psk_problem is not None:
+            reason = session.psk_problem
+        elif tls_error_code(exc) in (BAD_MAC_ERR, BAD_FINISHED_ERR):
+            reason = "wrong pre-shared key (bad record MAC on Finished)"
+        else:
+            reason = tls_error_reason(exc)
+        self.stats.handshakes_failed += 1
+        if session.psk_problem == "unknown PSK identity":
+            self.stats.unknown_identity += 1
+        self._log_failure(session, reason)
+        self._remove(session)
+
+    def _handshake_timed_out(self, session: _Session) -> None:
+        self.stats.handshakes_failed += 1
+        self.stats.handshake_timeouts += 1
+        self._log_failure(session, f"handshake not finished after {self._handshake_timeout:g} s")
+        self._remove(session)
+
+    def _log_failure(self, session: _Session, reason: str) -> None:
+        peer = f"{session.addr[0]}:{session.addr[1]}"
+        logger.warning(
+            "DTLS handshake failed: peer=%s identity=%s reason=%s",
+            peer,
+            log_safe(session.identity),
+            reason,
+            extra={"peer": peer, "identity": session.identity, "reason": reason},
+        )
+
+    # --- established sessions ---------------------------------------------------------------------------
+
+    def _read(self, session: _Session) -> None:
+        """Decrypt every record mbedtls can give and hand each to the handler."""
+        chunk = bytearray(RECV_CHUNK)
+        records: list[bytes] = []
+        while True:
+            try:
+                n = session.buffer.readinto(chunk, RECV_CHUNK)  # type: ignore[arg-type]  # stub says bytes
+            except (tls.WantReadError, tls.WantWriteError):
+                break
+            except tls.RaggedEOF:
+                self._peer_closed(session)
+                return
+            except TLSError as exc:
+                if tls_error_code(exc) == PEER_CLOSE_NOTIFY_ERR:
+                    self._peer_closed(session)
+                else:
+                    self._reset_session(session, tls_error_reason(exc))
+                return
+            records.append(bytes(chunk[:n]))
+        # mbedtls may have answered a retransmitted Finished flight by resending its own last flight.
+        self._flush(session)
+        if records:
+            session.last_activity = self._now()
+        peer = session.peer
+        for record in records:
+            if self._handler is None or peer is None:
+                self.stats.dropped_datagrams += 1
+                continue
+            try:
+                self._handler(record, peer)
+            except Exception:
+                logger.exception("DTLS: handler failed on a datagram from %s", peer)
+
+    def _peer_closed(self, session: _Session) -> None:
+        logger.info("DTLS session closed by peer=%s:%d identity=%s", *session.addr, log_safe(session.identity))
+        self._remove(session)
+
+    def _reset_session(self, session: _Session, reason: str) -> None:
+        self.stats.sessions_reset += 1
+        peer = f"{session.addr[0]}:{session.addr[1]}"
+        logger.warning(
+            "DTLS session reset: peer=%s identity=%s reason=%s",
+            peer,
+            log_safe(session.identity),
+            reason,
+            extra={"peer": peer, "identity": session.identity, "reason": reason},
+        )
+        self._flush(session)
+        self._remove(session)
+
+    def _close_notify(self, session: _Session) -> None:
+        with contextlib.suppress(TLSError):
+            session.buffer.shutdown()
+        self._flush(session)
+
+    # --- housekeeping -----------------------------------------------------------------------------------
+
+    def _schedule_sweep(self) -> None:
+        interval = max(0.02, min(5.0, self._idle_timeout / 4, self._handshake_timeout / 4))
+        self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self._now()
+        for session in list(self._sessions.values()):
+            if session.state is _State.HANDSHAKE and now - session.started >= self._handshake_timeout:
+                self._handshake_timed_out(session)
+            elif session.state is _State.ESTABLISHED and now - session.last_activity >= self._idle_timeout:
+                self.stats.evicted += 1
+                logger.info(
+                    "DTLS session evicted after %.0f s idle: peer=%s:%d identity=%s",
+                    now - session.last_activity,
+                    *session.addr,
+                    log_safe(session.identity),
+                )
+                self._close_notify(session)  # tells the client to handshake again before its next request
+                self._remove(session)
+        if not self._closing:
+            self._schedule_sweep()
+
+    # --- plumbing ---------------------------------------------------------------------------------------
+
+    def _flush(self, session: _Session) -> int:
+        """Send what mbedtls wrote for ``session``; returns the number of datagrams."""
+        data = take_outgoing(session.buffer)
+        if not data:
+            return 0
+        datagrams = split_datagrams(data, self._mtu)
+        for datagram in datagrams:
+            self._send_raw(datagram, session.addr)
+        return len(datagrams)
+
+    def _send_raw(self, data: bytes, addr: Address) -> None:
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(data, addr)
+
+    def _remove(self, session: _Session) -> None:
+        session.cancel_timer()
+        if self._sessions.get(session.addr) is session:
+            del self._sessions[session.addr]
+            if session.state is _State.ESTABLISHED:
+                self._established_count -= 1
+        session.state = _State.CLOSED
+        self._count_sessions()
+
+    def _count_sessions(self) -> None:
+        self.stats.sessions_open = self._established_count
+        self.stats.handshakes_in_progress = len(self._sessions) - self._established_count
