@@ -1,0 +1,81 @@
+"""Persistence for the bootstrap and management servers: one `Store` interface, several engines.
+
+``open_store(url)`` picks the engine from a URL and returns it unopened; use it as
+``async with open_store("sqlite:///spmp.db") as store: ...`` or call ``await store.open()``.
+"""
+
+from __future__ import annotations
+
+from spmp.store.interface import (
+    DEFAULT_ENDPOINT,
+    BootstrapConfig,
+    BootstrapWrite,
+    CalibrationBackup,
+    Conflict,
+    NotFound,
+    Observation,
+    Registration,
+    SecurityInfo,
+    SecurityMode,
+    SecurityScope,
+    ServerAccount,
+    Store,
+    StoreError,
+    TelemetryPoint,
+    TelemetryValue,
+    hash_token,
+)
+from spmp.store.memory import MemoryStore
+from spmp.store.sqlite import SqliteStore
+
+SUPPORTED_URLS = "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite://:memory:, memory://"
+
+
+def open_store(url: str) -> Store:
+    """The store a URL names, not yet opened.
+
+    ``sqlite:///spmp.db`` is relative to the working directory and ``sqlite:////var/lib/spmp/spmp.db``
+    absolute (the SQLAlchemy convention: three slashes, then the path); ``sqlite://:memory:`` is a
+    private in-memory SQLite database; ``memory://`` is :class:`MemoryStore`.
+    """
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if sep and scheme == "memory" and rest == "":
+        return MemoryStore()
+    if sep and scheme == "sqlite":
+        if rest == ":memory:":
+            return SqliteStore(":memory:")
+        if rest.startswith("/") and len(rest) > 1:
+            return SqliteStore(rest[1:])
+        raise StoreError(f"store URL {url!r} names no file: write sqlite:///relative.db or sqlite:////absolute.db")
+    if scheme in ("postgresql", "postgres"):
+        raise StoreError(
+            f"store URL {url!r}: the PostgreSQL store is not implemented yet (it is planned for fleets where several "
+            f"management servers share one database); use one of: {SUPPORTED_URLS}"
+        )
+    raise StoreError(f"store URL {url!r} is not supported; use one of: {SUPPORTED_URLS}")
+
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "SUPPORTED_URLS",
+    "BootstrapConfig",
+    "BootstrapWrite",
+    "CalibrationBackup",
+    "Conflict",
+    "MemoryStore",
+    "NotFound",
+    "Observation",
+    "Registration",
+    "SecurityInfo",
+    "SecurityMode",
+    "SecurityScope",
+    "ServerAccount",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "TelemetryPoint",
+    "TelemetryValue",
+    "hash_token",
+    "open_store",
+]
