@@ -8,6 +8,7 @@ so that a server can answer with a precise CoAP error and an operator can read w
     ├── PathError            a malformed or out-of-range LwM2M path
     ├── ModelError           an invalid object/resource model (DDF file errors name file and line)
     ├── ValueError_          a value that does not fit its resource model (see InvalidValueError)
+    ├── InvalidAttributeError  an LwM2M attribute (pmin, gt, ...) that breaks the TS rules
     └── CodecError           malformed or unsupported payload bytes for a content format
         └── UnsupportedContentFormatError
 """
@@ -44,6 +45,19 @@ class InvalidValueError(Lwm2mError, ValueError):
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         self.reason = message
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class InvalidAttributeError(Lwm2mError, ValueError):
+    """An attribute (Write-Attributes query, Observe attribute, attribute set) breaks the TS rules.
+
+    ``attribute`` names the attribute at fault when there is one (``"gt"``), ``path`` the target.
+    """
+
+    def __init__(self, message: str, *, attribute: str | None = None, path: str | None = None) -> None:
+        self.reason = message
+        self.attribute = attribute
         self.path = path
         super().__init__(f"{path}: {message}" if path else message)
 
