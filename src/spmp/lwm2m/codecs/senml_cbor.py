@@ -1,0 +1,333 @@
+"""SenML CBOR (content format 112, RFC 8428 §6 with TS Core 1.1 §7.4.4), plus the small CBOR reader
+and writer that SenML CBOR and LwM2M CBOR share.
+
+Why our own CBOR code: the writer must produce the exact bytes of the TS examples (map keys in
+record order, integers in their shortest head, floats in the shortest of half/single/double that
+holds the value exactly: RFC 8949 preferred serialization); the reader must bound nesting, item
+counts and lengths before allocating anything, refuse tags and simple values LwM2M does not use,
+and never let a RecursionError or a cbor2-specific type escape.
+
+Supported on input: definite and indefinite lengths (Anjay writes indefinite maps), integers up to
+64 bits, floats (NaN and infinities refused), text, bytes, arrays, maps keyed by integers, text or
+arrays of integers, false/true/null, tag 4 (decimal fraction) and tag 1 (epoch time).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+from spmp.lwm2m.codecs import register
+from spmp.lwm2m.codecs._common import LIMITS, Limits, check_size
+from spmp.lwm2m.codecs.senml import SenmlCodec
+from spmp.lwm2m.content_format import ContentFormat
+from spmp.lwm2m.errors import CodecError
+
+FMT = "senml+cbor"
+
+_BREAK = object()
+
+
+class CborReader:
+    """Decodes one CBOR data item from ``data`` with the bounds of ``limits``."""
+
+    __slots__ = ("data", "fmt", "items", "limits", "pos")
+
+    def __init__(self, data: bytes, fmt: str, limits: Limits) -> None:
+        self.data = data
+        self.pos = 0
+        self.items = 0
+        self.fmt = fmt
+        self.limits = limits
+
+    def error(self, message: str) -> CodecError:
+        return CodecError(message, content_format=self.fmt, where=f"offset {self.pos}")
+
+    def _take(self, count: int) -> bytes:
+        end = self.pos + count
+        if end > len(self.data):
+            raise self.error("truncated CBOR")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def _head(self) -> tuple[int, int, int | None]:
+        """Read an initial byte and argument: (major, info, argument or None if indefinite)."""
+        if self.pos >= len(self.data):
+            raise self.error("truncated CBOR")
+        initial = self.data[self.pos]
+        self.pos += 1
+        major, info = initial >> 5, initial & 0x1F
+        if info < 24:
+            return major, info, info
+        if info <= 27:
+            return major, info, int.from_bytes(self._take(1 << (info - 24)), "big")
+        if info == 31 and major in (2, 3, 4, 5, 7):
+            return major, info, None
+        raise self.error(f"reserved CBOR initial byte 0x{initial:02x}")
+
+    def item(self, depth: int = 0) -> object:
+        self.items += 1
+        if self.items > self.limits.max_records:
+            raise self.error(f"more than {self.limits.max_records} CBOR items")
+        start = self.pos
+        major, info, arg = self._head()
+        if major == 0:
+            return arg
+        if major == 1:
+            assert arg is not None
+            return -1 - arg
+        if major in (2, 3):
+            raw = self._string(major, arg, depth) if arg is None else self._take(arg)
+            if major == 2:
+                return raw
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self.pos = start
+                raise self.error("text string is not UTF-8") from None
+        if major == 7:
+            return self._simple(info, arg)
+        if depth >= self.limits.max_depth:
+            raise self.error(f"CBOR nesting deeper than {self.limits.max_depth}")
+        if major == 4:
+            return self._array(arg, depth + 1)
+        if major == 5:
+            return self._map(arg, depth + 1)
+        return self._tag(arg, depth + 1)
+
+    def _string(self, major: int, arg: None, depth: int) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            if self.pos < len(self.data) and self.data[self.pos] == 0xFF:
+                self.pos += 1
+                return b"".join(chunks)
+            chunk_major, _, length = self._head()
+            if chunk_major != major or length is None:
+                raise self.error("bad chunk in an indefinite-length string")
+            chunks.append(self._take(length))
+
+    def _count(self, arg: int | None) -> int | None:
+        # Every element takes at least one byte: a longer count is a lie, refuse before allocating.
+        if arg is not None and arg > len(self.data) - self.pos:
+            raise self.error(f"CBOR container claims {arg} elements")
+        return arg
+
+    def _array(self, arg: int | None, depth: int) -> list[object]:
+        count = self._count(arg)
+        out: list[object] = []
+        while count is None or len(out) < count:
+            value = self._element(depth, indefinite=count is None)
+            if value is _BREAK:
+                break
+            out.append(value)
+        return out
+
+    def _element(self, depth: int, *, indefinite: bool) -> object:
+        if indefinite and self.pos < len(self.data) and self.data[self.pos] == 0xFF:
+            self.pos += 1
+            return _BREAK
+        return self.item(depth)
+
+    def _map(self, arg: int | None, depth: int) -> dict[object, object]:
+        count = self._count(arg)
+        out: dict[object, object] = {}
+        while count is None or len(out) < count:
+            key_at = self.pos
+            key = self._element(depth, indefinite=count is None)
+            if key is _BREAK:
+                break
+            if isinstance(key, list):
+                if not key or not all(type(k) is int for k in key):
+                    self.pos = key_at
+                    raise self.error("an array map key must hold integers")
+                key = tuple(key)
+            elif type(key) is not int and type(key) is not str:
+                self.pos = key_at
+                raise self.error(f"unsupported map key of type {type(key).__name__}")
+            if key in out:
+                self.pos = key_at
+                raise self.error(f"duplicate map key {key!r}")
+            out[key] = self.item(depth)
+        return out
+
+    def _tag(self, tag: int | None, depth: int) -> object:
+        at = self.pos
+        content = self.item(depth)
+        if tag == 1 and type(content) in (int, float):
+            return content  # epoch-based time: the number itself
+        if tag == 4 and isinstance(content, list) and len(content) == 2 and all(type(c) is int for c in content):
+            exponent, mantissa = int(content[0]), int(content[1])
+            if not -300 <= exponent <= 300:
+                raise self.error("decimal fraction exponent out of range")
+            if exponent >= 0:
+                return mantissa * 10**exponent
+            return mantissa / 10 ** (-exponent)
+        self.pos = at
+        raise self.error(f"unsupported CBOR tag {tag}")
+
+    def _simple(self, info: int, arg: int | None) -> object:
+        if info == 20:
+            return False
+        if info == 21:
+            return True
+        if info == 22:
+            return None
+        if info in (25, 26, 27):
+            assert arg is not None
+            size = 1 << (info - 24)
+            number: float = struct.unpack(">" + "xxefd"[info - 23], arg.to_bytes(size, "big"))[0]
+            if not math.isfinite(number):
+                raise self.error("NaN and infinities are not LwM2M values")
+            return number
+        if arg is None:
+            raise self.error("unexpected CBOR break")
+        raise self.error(f"unsupported CBOR simple value {arg}")
+
+
+def loads(payload: bytes, fmt: str, limits: Limits = LIMITS) -> object:
+    """One complete CBOR item; trailing bytes, bad structure and excess are CodecError."""
+    check_size(payload, fmt, limits)
+    reader = CborReader(bytes(payload), fmt, limits)
+    value = reader.item()
+    if reader.pos != len(reader.data):
+        raise reader.error("trailing bytes after the CBOR item")
+    return value
+
+
+# --- writer -----------------------------------------------------------------------------------
+
+
+def write_head(out: bytearray, major: int, value: int) -> None:
+    """The shortest head for ``value`` (RFC 8949 §4.2.1 preferred serialization)."""
+    kind = major << 5
+    if value < 24:
+        out.append(kind | value)
+    elif value < 0x100:
+        out.append(kind | 24)
+        out.append(value)
+    elif value < 0x10000:
+        out.append(kind | 25)
+        out += value.to_bytes(2, "big")
+    elif value < 0x100000000:
+        out.append(kind | 26)
+        out += value.to_bytes(4, "big")
+    else:
+        out.append(kind | 27)
+        out += value.to_bytes(8, "big")
+
+
+def write_float(out: bytearray, number: float) -> None:
+    """The shortest of half, single and double precision that holds ``number`` exactly."""
+    for initial, code in ((0xF9, ">e"), (0xFA, ">f")):
+        try:
+            packed = struct.pack(code, number)
+        except OverflowError:
+            continue
+        if struct.unpack(code, packed)[0] == number:
+            out.append(initial)
+            out += packed
+            return
+    out.append(0xFB)
+    out += struct.pack(">d", number)
+
+
+def write(out: bytearray, value: object, fmt: str) -> None:
+    """Append ``value`` (str, int, float, bool, bytes, None, list, dict, tuple key) to ``out``."""
+    if isinstance(value, str):
+        data = value.encode("utf-8", "strict")
+        write_head(out, 3, len(data))
+        out += data
+    elif isinstance(value, bool):  # before int: bool is an int subclass
+        out.append(0xF5 if value else 0xF4)
+    elif isinstance(value, int):
+        if not -(2**64) <= value < 2**64:
+            raise CodecError(f"integer {value} does not fit in CBOR", content_format=fmt)
+        if value >= 0:
+            write_head(out, 0, value)
+        else:
+            write_head(out, 1, -1 - value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise CodecError(f"{value} cannot be encoded", content_format=fmt)
+        write_float(out, value)
+    elif isinstance(value, bytes):
+        write_head(out, 2, len(value))
+        out += value
+    elif value is None:
+        out.append(0xF6)
+    elif isinstance(value, dict):
+        write_head(out, 5, len(value))
+        for key, item in value.items():
+            write(out, key, fmt)
+            write(out, item, fmt)
+    elif isinstance(value, list | tuple):
+        write_head(out, 4, len(value))
+        for item in value:
+            write(out, item, fmt)
+    else:
+        raise CodecError(f"cannot encode a {type(value).__name__} in CBOR", content_format=fmt)
+
+
+# --- SenML CBOR -------------------------------------------------------------------------------
+
+_LABELS: dict[str, bytes] = {
+    "bn": b"\x21",
+    "bt": b"\x22",
+    "n": b"\x00",
+    "v": b"\x02",
+    "vs": b"\x03",
+    "vb": b"\x04",
+    "vd": b"\x08",
+    "t": b"\x06",
+    "vlo": b"\x63vlo",
+}
+"""RFC 8428 Table 6 labels; "vlo" is the text label the TS gives Objlnk values."""
+
+_NAMES: dict[int | str, str] = {-2: "bn", -3: "bt", 0: "n", 2: "v", 3: "vs", 4: "vb", 8: "vd", 6: "t", "vlo": "vlo"}
+_NAMES.update({-5: "bv", -6: "bs", 5: "s"})  # refused by the resolver with a clear message
+
+
+class SenmlCborCodec(SenmlCodec):
+    content_format = ContentFormat.SENML_CBOR
+    fmt = FMT
+    opaque_type = bytes
+
+    def __init__(self, limits: Limits = LIMITS) -> None:
+        super().__init__(limits)
+
+    def load(self, payload: bytes) -> object:
+        document = loads(payload, self.fmt, self.limits)
+        if not isinstance(document, list):
+            return document  # the resolver reports the wrong root
+        records: list[object] = []
+        for index, record in enumerate(document):
+            if not isinstance(record, dict):
+                raise CodecError("a record is a map", content_format=self.fmt, where=f"record {index}")
+            renamed: dict[str, object] = {}
+            for key, value in record.items():
+                name = _NAMES.get(key) if type(key) is int or type(key) is str else None
+                if name is not None:
+                    renamed[name] = value
+                elif isinstance(key, str) and key.endswith("_"):
+                    renamed[key] = value
+            records.append(renamed)
+        return records
+
+    def dump(self, records: list[dict[str, object]]) -> bytes:
+        out = bytearray()
+        write_head(out, 4, len(records))
+        fmt = self.fmt
+        for record in records:
+            write_head(out, 5, len(record))
+            for key, value in record.items():
+                out += _LABELS[key]
+                write(out, value, fmt)
+        return bytes(out)
+
+    def opaque(self, data: bytes) -> object:
+        return data
+
+
+CODEC = SenmlCborCodec()
+register(CODEC)
