@@ -746,3 +746,40 @@ def test_our_client_against_libcoap_server() -> None:
             await proc.wait()
 
     run(main(), timeout=60)
+
+
+def test_block1_request_with_block2_response() -> None:
+    async def handler(request: Request) -> Response:
+        return Response(Code.CHANGED, request.payload[::-1])
+
+    async def main() -> None:
+        server = await endpoint(handler, params=CoapParameters(block_size=128))
+        client = await endpoint(params=CoapParameters(block_size=256))
+        r = await client.request(peer_of(server), Request(Code.POST, "rev", payload=BODY))
+        assert r.code == Code.CHANGED and r.payload == BODY[::-1]
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_observe_reregistration_replaces_the_old_observation() -> None:
+    async def main() -> None:
+        server, thermo = await observable()
+        raw = await RawPeer().start()
+        req = Message(Type.CON, Code.GET, 1, b"ob", [(Option.OBSERVE, b""), (Option.URI_PATH, b"t")])
+        raw.send(encode(req), server)
+        first = await raw.recv()
+        req.mid = 2
+        raw.send(encode(req), server)
+        second = await raw.recv()
+        assert first.observe is not None and second.observe is not None
+        assert thermo.cancelled == ["re-registered"] and server.served_observations == 1
+        thermo.change(5)
+        note = await raw.recv()
+        assert note.token == b"ob" and note.payload == b"5" and note.observe is not None
+        assert is_newer(second.observe, 0.0, note.observe, 0.0)
+        await raw.transport.close()
+        await server.close()
+
+    run(main())

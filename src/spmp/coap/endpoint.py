@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import random
+import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ _NON: Final = 1
 _ACK: Final = 2
 _RST: Final = 3
 _OBSERVE: Final = 6
+_EMPTY_HEADER: Final = struct.Struct("!BBH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,7 +477,9 @@ class Endpoint:
             follow = request.copy()
             follow.observe = None
             follow.block1 = None
-            follow.payload = b"" if request.method in (Code.GET, Code.DELETE) else request.payload
+            # Later blocks are asked for without the body (RFC 7959 §3.3), except FETCH, whose body
+            # is the query itself.
+            follow.payload = request.payload if request.method == Code.FETCH else b""
             follow.block2 = Block(len(body) >> (block.szx + 4), False, block.szx)
             response = await self._request_with_token(peer, follow, None)
             if not response.is_success:
@@ -525,7 +529,7 @@ class Endpoint:
             log.exception("error handling a message from %s", peer)
 
     def _send_empty(self, mtype: int, mid: int, peer: Peer) -> bytes:
-        data = encode(Message(mtype, 0, mid))
+        data = _EMPTY_HEADER.pack(0x40 | (mtype << 4), 0, mid)  # 4 bytes; no Message needed
         if mtype == _RST:
             self.stats.rst_sent += 1
         self._send(data, peer)
