@@ -21,6 +21,7 @@ end-2024) so it can be swapped without touching the CoAP endpoint.
 from __future__ import annotations
 
 import importlib
+import logging
 import struct
 import threading
 from collections.abc import Mapping
@@ -305,17 +306,31 @@ def alert_name(description: int) -> str:
     return f"{ALERT_NAMES.get(description, 'alert')} ({description})"
 
 
-def fatal_alert_record(description: int) -> bytes:
-    """An unencrypted epoch-0 fatal alert, for refusing a peer we hold no session for."""
-    return RECORD_HEADER.pack(CONTENT_ALERT, 0xFEFD, 0, 0, 0, 2) + bytes((2, description))
+def fatal_alert_record(description: int, answering: bytes) -> bytes:
+    """An unencrypted epoch-0 fatal alert refusing the peer that sent the record ``answering``.
+
+    It reuses the record sequence number of the peer's record, as a stateless HelloVerifyRequest does
+    (RFC 6347 §4.2.1): a fixed number would look like a replay of our earlier HelloVerifyRequest to the
+    peer's anti-replay window and be dropped.
+    """
+    seq_high, seq_low = RECORD_HEADER.unpack_from(answering)[3:5] if len(answering) >= RECORD_HEADER_LEN else (0, 0)
+    return RECORD_HEADER.pack(CONTENT_ALERT, 0xFEFD, 0, seq_high, seq_low, 2) + bytes((2, description))
 
 
-def log_safe(identity: str | None, limit: int = 64) -> str:
-    """An identity fit for a log line: printable (repr-escaped) and bounded; the peer chose it."""
-    if identity is None:
-        return "-"
-    shown = identity if len(identity) <= limit else identity[:limit] + "…"
-    return repr(shown)
+def log_safe(identity: str | None, limit: int = 64) -> str | None:
+    """An identity fit for a log field: bounded (the peer chose it; formatters escape it)."""
+    if identity is None or len(identity) <= limit:
+        return identity
+    return identity[:limit] + "…"
+
+
+def log_event(logger: logging.Logger, level: int, event: str, **facts: object) -> None:
+    """Log ``event`` with ``facts`` as ``extra`` fields (SPMP's structured-logging convention).
+
+    Callers pass peers, identities and reasons, never keys; ``spmp.logging``'s SecretFilter would mask
+    secret-named fields anyway.
+    """
+    logger.log(level, event, extra=facts)
 
 
 def __getattr__(name: str) -> Any:

@@ -35,6 +35,7 @@ from spmp.coap.dtls import (
     alert_name,
     first_record,
     handshake_step,
+    log_event,
     log_safe,
     new_buffer,
     plaintext_alert,
@@ -225,6 +226,12 @@ class DtlsClientTransport:
         if self._protocol is not None:
             await self._protocol.closed
 
+    async def abort(self) -> None:
+        """Release the socket without close_notify, as a device losing power would (for simulators/tests)."""
+        self._buffer = None
+        self._state = _State.IDLE
+        await self.close()
+
     # --- session control --------------------------------------------------------------------------------
 
     @property
@@ -286,12 +293,13 @@ class DtlsClientTransport:
         finally:
             self._cancel_timer()
             self._done = None
-        logger.info(
-            "DTLS session established with %s:%d as identity=%s cipher=%s",
-            self._host,
-            self._port,
-            log_safe(self._identity),
-            self.cipher,
+        log_event(
+            logger,
+            logging.INFO,
+            "dtls session established",
+            server=f"{self._host}:{self._port}",
+            identity=log_safe(self._identity),
+            cipher=self.cipher,
         )
 
     def _drive(self, *, retransmission: bool) -> None:
@@ -343,7 +351,7 @@ class DtlsClientTransport:
             reason = f"the server refused it with alert {alert_name(description)}"
             hint = _ALERT_HINTS.get(description)
             if description == 115:
-                hint = f"the server does not know identity {log_safe(self._identity)}"
+                hint = f"the server does not know identity {log_safe(self._identity)!r}"
             if hint:
                 reason += f": {hint}"
             return DtlsHandshakeError(self._host, self._port, reason, alert=description)
@@ -355,7 +363,14 @@ class DtlsClientTransport:
         self._cancel_timer()
         self._state = _State.IDLE
         self._buffer = None
-        logger.warning("%s", error)
+        log_event(
+            logger,
+            logging.WARNING,
+            "dtls handshake failed",
+            server=f"{error.host}:{error.port}",
+            identity=log_safe(self._identity),
+            reason=error.reason,
+        )
         if self._done is not None and not self._done.done():
             self._done.set_exception(error)
 
@@ -430,7 +445,7 @@ class DtlsClientTransport:
             try:
                 self._handler(record, self._peer)
             except Exception:
-                logger.exception("DTLS: handler failed on a datagram from %s", self._peer)
+                logger.exception("dtls datagram handler failed", extra={"peer": str(self._peer)})
 
     def _on_socket_error(self, exc: Exception) -> None:
         if self._state is _State.HANDSHAKE and isinstance(exc, ConnectionRefusedError):
@@ -440,7 +455,7 @@ class DtlsClientTransport:
             logger.debug("DTLS client socket error towards %s: %s", self._peer, exc)
 
     def _lost(self, reason: str) -> None:
-        logger.info("DTLS session with %s ended: %s", self._peer, reason)
+        log_event(logger, logging.INFO, "dtls session ended", server=str(self._peer), reason=reason)
         self._state = _State.IDLE
         self._buffer = None
 

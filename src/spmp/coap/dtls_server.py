@@ -44,6 +44,7 @@ from spmp.coap.dtls import (
     fatal_alert_record,
     handshake_step,
     is_client_hello,
+    log_event,
     log_safe,
     new_buffer,
     split_datagrams,
@@ -88,6 +89,10 @@ class DtlsServerStats:
     """Datagrams ignored: not DTLS, no session and no ClientHello, oversize, or no handler."""
     dropped_sends: int = 0
     """``send`` calls for a peer without an established session (or with a different identity)."""
+
+
+def _where(addr: Address) -> str:
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
 
 class _State(enum.Enum):
@@ -149,7 +154,7 @@ class _PskMapping(Mapping[str, bytes]):
             key = self.store.lookup(identity)
         except Exception:
             # mbedtls would swallow this as "unknown identity": log it here, where it is visible.
-            logger.exception("PSK store lookup failed for identity %s", log_safe(identity))
+            logger.exception("psk store lookup failed", extra={"identity": log_safe(identity)})
             if session is not None:
                 session.psk_problem = "PSK store error"
             raise KeyError(identity) from None
@@ -277,7 +282,7 @@ class DtlsServerTransport:
         sockname = transport.get_extra_info("sockname")
         self._local = (sockname[0], sockname[1])
         self._schedule_sweep()
-        logger.info("DTLS server listening on %s:%d", *self._local)
+        log_event(logger, logging.INFO, "dtls server listening", address=f"{self._local[0]}:{self._local[1]}")
         return self
 
     # --- DatagramTransport ------------------------------------------------------------------------------
@@ -304,11 +309,13 @@ class DtlsServerTransport:
             return
         if peer.identity is not None and peer.identity != session.identity:
             self.stats.dropped_sends += 1
-            logger.warning(
-                "DTLS send dropped: peer=%s:%d session identity=%s, not %s",
-                *peer.address,
-                log_safe(session.identity),
-                log_safe(peer.identity),
+            log_event(
+                logger,
+                logging.WARNING,
+                "dtls send dropped: identity mismatch",
+                peer=_where(session.addr),
+                identity=log_safe(session.identity),
+                wanted_identity=log_safe(peer.identity),
             )
             return
         try:
@@ -374,7 +381,7 @@ class DtlsServerTransport:
                 self._feed(session, data)
         except Exception:
             # One peer's trouble must not reach the event loop or other peers: drop it and its session.
-            logger.exception("DTLS: unexpected error handling a datagram from %s:%d; session dropped", *addr)
+            logger.exception("dtls datagram handling failed; session dropped", extra={"peer": _where(addr)})
             stale = self._sessions.get(addr)
             if stale is not None:
                 self._remove(stale)
@@ -425,17 +432,25 @@ class DtlsServerTransport:
         # The peer proved it receives at its address; the doorman's context becomes its session.
         self._doorman = new_buffer(self._context)
         if replacing is not None:
-            logger.info("DTLS: %s:%d starts a new handshake; its old session is dropped", *addr)
+            log_event(
+                logger,
+                logging.INFO,
+                "dtls client restarted its session",
+                peer=_where(addr),
+                identity=log_safe(replacing.identity),
+            )
             self._remove(replacing)
         if len(self._sessions) >= self._max_sessions:
             self.stats.refused_max_sessions += 1
             self.stats.handshakes_failed += 1
-            self._send_raw(fatal_alert_record(ALERT_INTERNAL_ERROR), addr)
-            logger.warning(
-                "DTLS handshake refused: peer=%s:%d identity=- reason=max_sessions (%d) reached",
-                *addr,
-                self._max_sessions,
-                extra={"peer": f"{addr[0]}:{addr[1]}", "identity": None, "reason": "max_sessions"},
+            self._send_raw(fatal_alert_record(ALERT_INTERNAL_ERROR, data), addr)
+            log_event(
+                logger,
+                logging.WARNING,
+                "dtls handshake refused",
+                peer=_where(addr),
+                identity=None,
+                reason=f"max_sessions ({self._max_sessions}) reached",
             )
             return
         session = _Session(addr, door, self._now(), self._rto_initial)
@@ -508,7 +523,7 @@ class DtlsServerTransport:
         try:
             self._drive(session, retransmission=True)
         except Exception:
-            logger.exception("DTLS: retransmission for %s:%d failed; session dropped", *session.addr)
+            logger.exception("dtls retransmission failed; session dropped", extra={"peer": _where(session.addr)})
             self._remove(session)
 
     def _established(self, session: _Session) -> None:
@@ -519,11 +534,13 @@ class DtlsServerTransport:
         session.peer = Peer(session.addr[0], session.addr[1], session.identity)
         self.stats.handshakes_ok += 1
         self._count_sessions()
-        logger.info(
-            "DTLS session established: peer=%s:%d identity=%s cipher=%s",
-            *session.addr,
-            log_safe(session.identity),
-            session.buffer.cipher(),
+        log_event(
+            logger,
+            logging.INFO,
+            "dtls session established",
+            peer=_where(session.addr),
+            identity=log_safe(session.identity),
+            cipher=str(session.buffer.cipher()),
         )
 
     def _handshake_failed(self, session: _Session, exc: TLSError) -> None:
@@ -547,13 +564,13 @@ class DtlsServerTransport:
         self._remove(session)
 
     def _log_failure(self, session: _Session, reason: str) -> None:
-        peer = f"{session.addr[0]}:{session.addr[1]}"
-        logger.warning(
-            "DTLS handshake failed: peer=%s identity=%s reason=%s",
-            peer,
-            log_safe(session.identity),
-            reason,
-            extra={"peer": peer, "identity": session.identity, "reason": reason},
+        log_event(
+            logger,
+            logging.WARNING,
+            "dtls handshake failed",
+            peer=_where(session.addr),
+            identity=log_safe(session.identity),
+            reason=reason,
         )
 
     # --- established sessions ---------------------------------------------------------------------------
@@ -589,21 +606,27 @@ class DtlsServerTransport:
             try:
                 self._handler(record, peer)
             except Exception:
-                logger.exception("DTLS: handler failed on a datagram from %s", peer)
+                logger.exception("dtls datagram handler failed", extra={"peer": str(peer)})
 
     def _peer_closed(self, session: _Session) -> None:
-        logger.info("DTLS session closed by peer=%s:%d identity=%s", *session.addr, log_safe(session.identity))
+        log_event(
+            logger,
+            logging.INFO,
+            "dtls session closed by peer",
+            peer=_where(session.addr),
+            identity=log_safe(session.identity),
+        )
         self._remove(session)
 
     def _reset_session(self, session: _Session, reason: str) -> None:
         self.stats.sessions_reset += 1
-        peer = f"{session.addr[0]}:{session.addr[1]}"
-        logger.warning(
-            "DTLS session reset: peer=%s identity=%s reason=%s",
-            peer,
-            log_safe(session.identity),
-            reason,
-            extra={"peer": peer, "identity": session.identity, "reason": reason},
+        log_event(
+            logger,
+            logging.WARNING,
+            "dtls session reset",
+            peer=_where(session.addr),
+            identity=log_safe(session.identity),
+            reason=reason,
         )
         self._flush(session)
         self._remove(session)
@@ -626,11 +649,13 @@ class DtlsServerTransport:
                 self._handshake_timed_out(session)
             elif session.state is _State.ESTABLISHED and now - session.last_activity >= self._idle_timeout:
                 self.stats.evicted += 1
-                logger.info(
-                    "DTLS session evicted after %.0f s idle: peer=%s:%d identity=%s",
-                    now - session.last_activity,
-                    *session.addr,
-                    log_safe(session.identity),
+                log_event(
+                    logger,
+                    logging.INFO,
+                    "dtls session evicted",
+                    peer=_where(session.addr),
+                    identity=log_safe(session.identity),
+                    idle_s=round(now - session.last_activity, 1),
                 )
                 self._close_notify(session)  # tells the client to handshake again before its next request
                 self._remove(session)
