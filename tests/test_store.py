@@ -297,7 +297,8 @@ def test_bootstrap_configs(make_store: StoreFactory) -> None:
     run(body)
     assert "\\x10" not in repr(bootstrap_config("x")) and "16 bytes hidden" in repr(bootstrap_config("x"))
     with pytest.raises(ValueError, match="PSK"):
-        ServerAccount(1, "coaps://x", SecurityMode.PSK)
+        ServerAccount(1, "coaps://x", SecurityMode.PSK, "identity-without-key")
+    assert ServerAccount(1, "coaps://x", SecurityMode.PSK).psk_key is None  # the bootstrap server generates it
     with pytest.raises(ValueError, match="repeats"):
         BootstrapConfig("x", (ServerAccount(1, "coap://a"), ServerAccount(1, "coap://b")))
 

@@ -221,8 +221,15 @@ class ServerAccount:
         if not 1 <= self.short_server_id <= 65534:
             raise ValueError(f"short server id {self.short_server_id} is outside 1..65534")
         _set(self, "security_mode", SecurityMode(self.security_mode))
-        if self.security_mode is SecurityMode.PSK and (self.psk_identity is None or not self.psk_key):
-            raise ValueError(f"server {self.short_server_id} ({self.uri}) uses PSK but has no identity or key")
+        # PSK with neither identity nor key means "the bootstrap server supplies the endpoint's
+        # server-scope PSK, generating one if the store has none" (docs/bootstrap.md); half of a pair is an error.
+        if self.security_mode is SecurityMode.PSK and (
+            (self.psk_identity is None) != (self.psk_key is None) or self.psk_key == b"" or self.psk_identity == ""
+        ):
+            raise ValueError(
+                f"server {self.short_server_id} ({self.uri}) uses PSK: give both identity and key, or neither "
+                "(the bootstrap server then provides a per-endpoint PSK)"
+            )
 
     def __repr__(self) -> str:
         key = "None" if self.psk_key is None else f"<{len(self.psk_key)} bytes hidden>"
