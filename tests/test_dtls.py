@@ -534,6 +534,34 @@ def test_client_restarting_from_the_same_address_gets_a_new_session() -> None:
     run(main())
 
 
+def test_client_restarting_mid_handshake_is_not_stuck_behind_its_half_open_session() -> None:
+    async def main() -> None:
+        srv = await server(handshake_timeout=30.0)
+        inbox = Inbox()
+        srv.set_handler(inbox)
+        loop = asyncio.get_running_loop()
+        # Through the proxy both attempts come from the same address, as a rebooted device's would.
+        relay, proxy = await loop.create_datagram_endpoint(
+            lambda: LossyProxy(srv.local_address, set(), set(range(2, 1000))), local_addr=("127.0.0.1", 0)
+        )
+        port = relay.get_extra_info("sockname")[1]
+        try:
+            with pytest.raises(DtlsHandshakeError):
+                await client(port, handshake_timeout=0.3)  # the server's flights never arrive
+            assert srv.stats.handshakes_in_progress == 1
+            proxy.drop["to_client"] = set()
+            retry = await client(port, handshake_timeout=5.0)
+            retry.send(b"second try", retry.peer)
+            assert (await inbox.get())[0] == b"second try"
+            assert srv.stats.handshakes_in_progress == 0 and srv.stats.sessions_open == 1
+            await retry.close()
+        finally:
+            relay.close()
+            await srv.close()
+
+    run(main())
+
+
 def test_send_without_a_session_or_to_another_identity_is_dropped() -> None:
     async def main() -> None:
         srv = await server(InMemoryPskStore({"dev1": KEY, "dev2": b"other-key"}))

@@ -294,6 +294,16 @@ def is_client_hello(datagram: bytes) -> bool:
     )
 
 
+def client_random(datagram: bytes) -> bytes:
+    """The 32-byte random of the ClientHello starting ``datagram`` (call after :func:`is_client_hello`).
+
+    A client keeps its random across the cookie exchange and retransmissions (RFC 6347 §4.2.1), so a
+    different random from the same address means the client started over.
+    """
+    start = RECORD_HEADER_LEN + 12 + 2  # record header, handshake header, client_version
+    return datagram[start : start + 32]
+
+
 def plaintext_alert(datagram: bytes) -> tuple[int, int] | None:
     """(level, description) if ``datagram`` starts with an unencrypted (epoch 0) alert record."""
     record = first_record(datagram)

@@ -41,6 +41,7 @@ from spmp.coap.dtls import (
     PEER_CLOSE_NOTIFY_ERR,
     TIMER_MARGIN,
     PskStore,
+    client_random,
     fatal_alert_record,
     handshake_step,
     is_client_hello,
@@ -107,6 +108,7 @@ class _Session:
     __slots__ = (
         "addr",
         "buffer",
+        "client_random",
         "identity",
         "last_activity",
         "peer",
@@ -128,6 +130,7 @@ class _Session:
         self.last_activity = now
         self.rto = rto
         self.timer: asyncio.TimerHandle | None = None
+        self.client_random = b""
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -372,10 +375,13 @@ class DtlsServerTransport:
         try:
             if session is None:
                 self._accept(data, addr, None)
-            elif session.state is _State.ESTABLISHED and is_client_hello(data):
-                # The client lost its session (rebooted) and starts over from the same address. The old
-                # session stays until the new ClientHello carries a valid cookie, so a spoofed
-                # ClientHello cannot tear down a live session.
+            elif is_client_hello(data) and (
+                session.state is _State.ESTABLISHED or client_random(data) != session.client_random
+            ):
+                # The client lost its session (rebooted, or gave up a handshake) and starts over from the
+                # same address. The old session stays until the new ClientHello carries a valid cookie,
+                # so a spoofed ClientHello cannot tear down a live session. (A ClientHello with the
+                # session's own random is a retransmission: mbedtls answers it within the session.)
                 self._accept(data, addr, session)
             else:
                 self._feed(session, data)
@@ -454,6 +460,7 @@ class DtlsServerTransport:
             )
             return
         session = _Session(addr, door, self._now(), self._rto_initial)
+        session.client_random = client_random(data)
         self._sessions[addr] = session
         self._count_sessions()
         self._drive(session, retransmission=False)
