@@ -119,9 +119,11 @@ def test_security_object_details() -> None:
 
 
 def test_versions_default_to_1_0_when_absent() -> None:
-    text = VALID.replace("    <LWM2MVersion>1.1</LWM2MVersion>\n", "").replace(
-        "    <ObjectVersion>1.1</ObjectVersion>\n", ""
-    ).replace(":26300:1.1<", ":26300<")
+    text = (
+        VALID.replace("    <LWM2MVersion>1.1</LWM2MVersion>\n", "")
+        .replace("    <ObjectVersion>1.1</ObjectVersion>\n", "")
+        .replace(":26300:1.1<", ":26300<")
+    )
     [model] = load_ddf(text.encode())
     assert (model.version, model.lwm2m_version, model.urn) == ("1.0", "1.0", "urn:oma:lwm2m:x:26300")
 

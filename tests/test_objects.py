@@ -38,8 +38,11 @@ ADDED_AFTER_OUR_VERSION = {
 KNOWN_DIFFERENCES = {
     (ids.SECURITY, 15, "type"): ("Integer", "Unsigned Integer", "Security 1.1 types Certificate Usage Integer"),
     (ids.SECURITY, 16, "type"): ("Integer", "Unsigned Integer", "Security 1.1 types the ciphersuites Integer"),
-    (ids.SERVER, 22, "range"): ("", "The possible values are those listed in the LwM2M Core Specification",
-                                "prose, not a range; the description says it"),
+    (ids.SERVER, 22, "range"): (
+        "",
+        "The possible values are those listed in the LwM2M Core Specification",
+        "prose, not a range; the description says it",
+    ),
     (ids.DEVICE, 7, "units"): ("mV", "", "the TS gives the unit in the description only"),
     (ids.DEVICE, 8, "units"): ("mA", "", "the TS gives the unit in the description only"),
     (ids.DEVICE, 9, "units"): ("%", "/100", "Device 1.1 writes percent as %, 1.2 as /100"),
@@ -94,7 +97,9 @@ def test_standard_objects_match_the_oma_definition_files(ours: ObjectModel, oma_
     our_version, their_version = EXPECTED_VERSIONS.get(ours.id, (theirs.version, theirs.version))
     assert (ours.version, theirs.version) == (our_version, their_version)
     assert (normalized(ours.name), ours.multiple, ours.mandatory) == (
-        normalized(theirs.name), theirs.multiple, theirs.mandatory,
+        normalized(theirs.name),
+        theirs.multiple,
+        theirs.mandatory,
     )
     assert set(theirs.resources) - set(ours.resources) == ADDED_AFTER_OUR_VERSION.get(ours.id, set())
     assert set(ours.resources) <= set(theirs.resources)
@@ -133,9 +138,7 @@ def test_spmp_objects_reuse_common_resource_ids_with_their_registered_type() -> 
 
 
 def resource_table(model: ObjectModel) -> dict[str, tuple[str, str, bool, bool]]:
-    return {
-        r.name: (r.operations.value, r.type.value, r.mandatory, r.multiple) for r in model.resources.values()
-    }
+    return {r.name: (r.operations.value, r.type.value, r.mandatory, r.multiple) for r in model.resources.values()}
 
 
 def test_port_follows_the_seed() -> None:
@@ -170,7 +173,9 @@ def test_alerts_are_optional_read_only_booleans() -> None:
     for resource in model.resources.values():
         if resource.id != 5518:
             assert (resource.operations, resource.type, resource.mandatory) == (
-                Operations.R, ResourceType.BOOLEAN, False,
+                Operations.R,
+                ResourceType.BOOLEAN,
+                False,
             ), resource.name
 
 
@@ -189,8 +194,12 @@ def test_smart_load_rules_follow_the_seed() -> None:
     model = default_registry().get(ids.SMART_LOAD_RULES) or pytest.fail("no Smart Load Rules")
     table = resource_table(model)
     expected = {
-        "Voltage Threshold": "Float", "Object ID": "Integer", "Object Instance ID": "Integer",
-        "Resource ID": "Integer", "Value": "Opaque", "Type": "String",
+        "Voltage Threshold": "Float",
+        "Object ID": "Integer",
+        "Object Instance ID": "Integer",
+        "Resource ID": "Integer",
+        "Value": "Opaque",
+        "Type": "String",
     }
     for name, kind in expected.items():
         assert table[name] == ("RW", kind, True, False), name
@@ -200,16 +209,30 @@ def test_smart_load_rules_follow_the_seed() -> None:
 
 # BATTERY-MIB (RFC 7577) batteryEntry columns and their MAX-ACCESS.
 BATTERY_MIB_COLUMNS = {
-    1: ("batteryIdentifier", "R"), 2: ("batteryFirmwareVersion", "R"), 3: ("batteryType", "R"),
-    4: ("batteryTechnology", "R"), 5: ("batteryDesignVoltage", "R"), 6: ("batteryNumberOfCells", "R"),
-    7: ("batteryDesignCapacity", "R"), 8: ("batteryMaxChargingCurrent", "R"),
-    9: ("batteryTrickleChargingCurrent", "R"), 10: ("batteryActualCapacity", "R"),
-    11: ("batteryChargingCycleCount", "R"), 12: ("batteryLastChargingCycleTime", "R"),
-    13: ("batteryChargingOperState", "R"), 14: ("batteryChargingAdminState", "RW"),
-    15: ("batteryActualCharge", "R"), 16: ("batteryActualVoltage", "R"), 17: ("batteryActualCurrent", "R"),
-    18: ("batteryTemperature", "R"), 19: ("batteryAlarmLowCharge", "RW"), 20: ("batteryAlarmLowVoltage", "RW"),
-    21: ("batteryAlarmLowCapacity", "RW"), 22: ("batteryAlarmHighCycleCount", "RW"),
-    23: ("batteryAlarmHighTemperature", "RW"), 24: ("batteryAlarmLowTemperature", "RW"),
+    1: ("batteryIdentifier", "R"),
+    2: ("batteryFirmwareVersion", "R"),
+    3: ("batteryType", "R"),
+    4: ("batteryTechnology", "R"),
+    5: ("batteryDesignVoltage", "R"),
+    6: ("batteryNumberOfCells", "R"),
+    7: ("batteryDesignCapacity", "R"),
+    8: ("batteryMaxChargingCurrent", "R"),
+    9: ("batteryTrickleChargingCurrent", "R"),
+    10: ("batteryActualCapacity", "R"),
+    11: ("batteryChargingCycleCount", "R"),
+    12: ("batteryLastChargingCycleTime", "R"),
+    13: ("batteryChargingOperState", "R"),
+    14: ("batteryChargingAdminState", "RW"),
+    15: ("batteryActualCharge", "R"),
+    16: ("batteryActualVoltage", "R"),
+    17: ("batteryActualCurrent", "R"),
+    18: ("batteryTemperature", "R"),
+    19: ("batteryAlarmLowCharge", "RW"),
+    20: ("batteryAlarmLowVoltage", "RW"),
+    21: ("batteryAlarmLowCapacity", "RW"),
+    22: ("batteryAlarmHighCycleCount", "RW"),
+    23: ("batteryAlarmHighTemperature", "RW"),
+    24: ("batteryAlarmLowTemperature", "RW"),
     25: ("batteryCellIdentifier", "R"),
 }
 
