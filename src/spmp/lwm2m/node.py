@@ -2,9 +2,11 @@
 
 Nodes are values: treat them as immutable (codecs, stores and caches share them). They are plain
 slotted dataclasses rather than frozen ones because a frozen dataclass pays ``object.__setattr__``
-per field on construction, which tripled decode time in measurement. A node knows its own id and, for resources, its LwM2M type, so that
-codecs can encode it without a model; :func:`validate` checks a node against a model (unknown ids,
-single vs multiple, types, ranges) and is what servers and clients call on every write.
+per field on construction, which tripled decode time in measurement.
+
+A node knows its own id and, for resources, its LwM2M type, so that codecs can encode it without
+a model; :func:`validate` checks a node against a model (unknown ids, single vs multiple, types,
+ranges) and is what servers and clients call on every write.
 """
 
 from __future__ import annotations
