@@ -7,8 +7,11 @@ payload that does not decode, bad options), 1 for an internal error (a bug: reru
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import secrets
+import signal
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -43,6 +46,8 @@ from spmp.lwm2m import (
 )
 from spmp.lwm2m.objects import default_registry
 from spmp.lwm2m.objects.docs import render_markdown
+from spmp.server import ManagementServer
+from spmp.store import SecurityInfo, SqliteStore, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -427,6 +432,147 @@ def demo() -> None:
         out.print(Text(f"  {shown[:160]}{' …' if len(shown) > 160 else ''}", style="dim"), soft_wrap=True)
     if failures:
         _fail(f"{failures} format(s) did not decode to the values they encoded", EXIT_INTERNAL)
+
+
+# ------------------------------------------------------------------------------------- server, psk
+
+DEFAULT_DATA_DIR = FilePath("spmp-data")
+DataOption = Annotated[
+    FilePath, typer.Option("--data", help="Data directory; the SQLite store is DIR/spmp.db.", file_okay=False)
+]
+
+
+def _store_path(data: FilePath) -> FilePath:
+    data.mkdir(parents=True, exist_ok=True)
+    return data / "spmp.db"
+
+
+@app.command()
+def server(  # noqa: PLR0917 - Typer maps each parameter to an option
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (CoAP, CoAPS and the REST API).")
+    ] = "127.0.0.1",
+    coap_port: Annotated[int, typer.Option("--coap-port", help="Plain CoAP port (only with --insecure).")] = 5683,
+    coaps_port: Annotated[int, typer.Option("--coaps-port", help="CoAP over DTLS (PSK) port.")] = 5684,
+    api_port: Annotated[int, typer.Option("--api-port", help="REST API port.")] = 8080,
+    data: DataOption = DEFAULT_DATA_DIR,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Also accept plain, unauthenticated CoAP on --coap-port.")
+    ] = False,
+) -> None:
+    """Run the LwM2M management server (CoAPS with PSKs from `spmp psk add`) and its REST API.
+
+    The API token is taken from SPMP_API_TOKEN, else generated and written to DIR/api-token.
+    Stop with Ctrl-C.
+    """
+    db = _store_path(data)
+    try:
+        asyncio.run(_serve(host, coap_port, coaps_port, api_port=api_port, db=db, insecure=insecure))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        _fail(f"cannot listen: {exc}")
+
+
+async def _serve(host: str, coap_port: int, coaps_port: int, *, api_port: int, db: FilePath, insecure: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with SqliteStore(db) as store:
+        mgmt = ManagementServer(
+            store, _registry(), host=host, coap_port=coap_port, coaps_port=coaps_port, insecure=insecure
+        )
+        await mgmt.start()
+        api_task: asyncio.Task[None] | None = None
+        try:
+            token = os.environ.get("SPMP_API_TOKEN") or secrets.token_urlsafe(32)
+            api_task = _start_api(mgmt, store, token, (host, api_port), db.parent)
+            typer.echo(
+                f"spmp server: coaps://{host}:{coaps_port}"
+                + (f", coap://{host}:{coap_port}" if insecure else "")
+                + (f", API http://{host}:{api_port}" if api_task is not None else ", API not available")
+                + f", data {db.parent}",
+                err=True,
+            )
+            await stop.wait()
+        finally:
+            if api_task is not None:
+                api_task.cancel()
+                await asyncio.gather(api_task, return_exceptions=True)
+            await mgmt.stop()
+
+
+def _start_api(
+    mgmt: ManagementServer, store: Store, token: str, address: tuple[str, int], data: FilePath
+) -> asyncio.Task[None] | None:
+    """Serve the REST API with uvicorn in a task, or log why it is not available (and return None)."""
+    try:
+        import uvicorn  # noqa: PLC0415
+
+        from spmp.api.app import create_app  # noqa: PLC0415
+    except ImportError as exc:
+        log.warning("API not available", extra={"reason": str(exc)})
+        return None
+    if not os.environ.get("SPMP_API_TOKEN"):
+        token_file = data / "api-token"
+        token_file.touch(mode=0o600, exist_ok=True)
+        token_file.chmod(0o600)
+        token_file.write_text(token + "\n")
+        typer.echo(f"API token written to {token_file}", err=True)
+    api = create_app(mgmt, store, token)
+    config = uvicorn.Config(api, host=address[0], port=address[1], log_level="warning", lifespan="off")
+    return asyncio.get_running_loop().create_task(uvicorn.Server(config).serve())
+
+
+psk_app = typer.Typer(
+    help="Manage the PSK credentials devices use towards the management server.", no_args_is_help=True
+)
+app.add_typer(psk_app, name="psk")
+
+
+@psk_app.command("add")
+def psk_add(
+    endpoint: Annotated[str, typer.Option("--endpoint", help="The device's LwM2M endpoint name.")],
+    identity: Annotated[str, typer.Option("--identity", help="The PSK identity the device presents in DTLS.")],
+    key: Annotated[str, typer.Option("--key", help="The pre-shared key, in hexadecimal.")],
+    data: DataOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Add or replace an endpoint's PSK (a running server picks it up within 30 s)."""
+    try:
+        secret = bytes.fromhex(key)
+    except ValueError:
+        _fail("--key must be hexadecimal, for example 73656372657431")
+    if not secret or not identity or not endpoint:
+        _fail("--endpoint, --identity and --key must not be empty")
+
+    async def put() -> None:
+        async with SqliteStore(_store_path(data)) as store:
+            await store.put_security(SecurityInfo(endpoint, identity, secret))
+
+    try:
+        asyncio.run(put())
+    except StoreError as exc:
+        _fail(str(exc))
+    typer.echo(f"PSK stored for endpoint {endpoint!r} (identity {identity!r}, {len(secret)}-byte key)")
+
+
+@psk_app.command("list")
+def psk_list(data: DataOption = DEFAULT_DATA_DIR) -> None:
+    """List endpoints with a PSK: endpoint, identity and key length (keys are never printed)."""
+
+    async def fetch() -> list[SecurityInfo]:
+        async with SqliteStore(_store_path(data)) as store:
+            return await store.list_security()
+
+    infos = asyncio.run(fetch())
+    table = Table(title=f"PSK credentials ({len(infos)})", title_justify="left")
+    table.add_column("endpoint")
+    table.add_column("identity")
+    table.add_column("key", justify="right")
+    for info in sorted(infos, key=lambda i: i.endpoint):
+        table.add_row(info.endpoint, info.psk_identity, f"{len(info.psk_key)} bytes")
+    _out().print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover
