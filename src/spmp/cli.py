@@ -8,6 +8,7 @@ payload that does not decode, bad options), 1 for an internal error (a bug: reru
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path as FilePath
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,6 +28,9 @@ from rich.tree import Tree
 
 from spmp import __version__
 from spmp import logging as spmp_logging
+from spmp.bootstrap.psk import ensure_server_psk
+from spmp.bootstrap.server import BootstrapServer
+from spmp.bootstrap.session import needs_generated_psk
 from spmp.lwm2m import (
     ContentFormat,
     Lwm2mError,
@@ -47,7 +51,18 @@ from spmp.lwm2m import (
 from spmp.lwm2m.objects import default_registry
 from spmp.lwm2m.objects.docs import render_markdown
 from spmp.server import ManagementServer
-from spmp.store import SecurityInfo, SqliteStore, Store, StoreError
+from spmp.store import (
+    DEFAULT_ENDPOINT,
+    BootstrapConfig,
+    NotFound,
+    SecurityInfo,
+    SecurityMode,
+    SecurityScope,
+    ServerAccount,
+    SqliteStore,
+    Store,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -573,6 +588,372 @@ def psk_list(data: DataOption = DEFAULT_DATA_DIR) -> None:
     for info in sorted(infos, key=lambda i: i.endpoint):
         table.add_row(info.endpoint, info.psk_identity, f"{len(info.psk_key)} bytes")
     _out().print(table)
+
+
+# ---------------------------------------------------------------------------------------- bootstrap
+
+bootstrap_app = typer.Typer(
+    help="Run the LwM2M bootstrap server (no subcommand) or manage what it provisions.",
+    invoke_without_command=True,
+)
+bootstrap_config_app = typer.Typer(help="Which management servers each endpoint is given.", no_args_is_help=True)
+bootstrap_psk_app = typer.Typer(help="Factory (bootstrap) PSKs devices present to the bootstrap server.")
+bootstrap_app.add_typer(bootstrap_config_app, name="config")
+bootstrap_app.add_typer(bootstrap_psk_app, name="psk", no_args_is_help=True)
+app.add_typer(bootstrap_app, name="bootstrap")
+
+EndpointOption = Annotated[
+    str, typer.Option("--endpoint", help="The device's endpoint name, or '*' for the default configuration.")
+]
+
+
+class BootstrapSecurity(StrEnum):
+    PSK = "psk"
+    NOSEC = "nosec"
+
+
+def _with_store(action: Any) -> Any:
+    """Run ``action(store)`` on the data directory's store; store errors become a red line."""
+
+    async def body(db: FilePath) -> Any:
+        async with SqliteStore(db) as store:
+            return await action(store)
+
+    def run(data: FilePath) -> Any:
+        try:
+            return asyncio.run(body(_store_path(data)))
+        except (StoreError, NotFound) as exc:
+            _fail(str(exc))
+
+    return run
+
+
+@bootstrap_app.callback()
+def bootstrap(  # noqa: PLR0917 - Typer maps each parameter to an option
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    coap_port: Annotated[int, typer.Option("--coap-port", help="Plain CoAP port (only with --insecure).")] = 5783,
+    coaps_port: Annotated[int, typer.Option("--coaps-port", help="CoAP over DTLS (PSK) port.")] = 5784,
+    data: DataOption = DEFAULT_DATA_DIR,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Also accept plain CoAP (endpoints without a bootstrap PSK).")
+    ] = False,
+) -> None:
+    """Run the LwM2M bootstrap server until Ctrl-C (see docs/bootstrap.md).
+
+    Devices present their factory PSK (`spmp bootstrap psk add`) and get the management servers of
+    their configuration (`spmp bootstrap config set`). Example: `spmp bootstrap --data /var/lib/spmp`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    db = _store_path(data)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with SqliteStore(db) as store:
+            server = BootstrapServer(
+                store, _registry(), host=host, coap_port=coap_port, coaps_port=coaps_port, insecure=insecure
+            )
+            async with server:
+                plain = f", coap://{host}:{coap_port}" if insecure else ""
+                typer.echo(f"spmp bootstrap: coaps://{host}:{coaps_port}{plain}, data {db.parent}", err=True)
+                await stop.wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        _fail(f"cannot listen: {exc}")
+
+
+@bootstrap_config_app.command("set")
+def bootstrap_config_set(  # noqa: PLR0917 - Typer maps each parameter to an option
+    endpoint: EndpointOption,
+    servers: Annotated[
+        list[str], typer.Option("--server", help="A management server URI; repeat for several (telco, cloud).")
+    ],
+    ssids: Annotated[
+        list[int] | None,
+        typer.Option("--ssid", help="Short Server IDs, one per --server (missing ones count up from the last; 101)."),
+    ] = None,
+    security: Annotated[
+        list[BootstrapSecurity] | None,
+        typer.Option("--security", help="psk or nosec, one per --server or one for all (default: psk for coaps://)."),
+    ] = None,
+    lifetime: Annotated[int, typer.Option("--lifetime", help="Registration lifetime in seconds.")] = 300,
+    pmin: Annotated[int | None, typer.Option("--pmin", help="Default minimum notification period (s).")] = None,
+    pmax: Annotated[int | None, typer.Option("--pmax", help="Default maximum notification period (s).")] = None,
+    binding: Annotated[str, typer.Option("--binding", help="Binding letters (U for UDP).")] = "U",
+    keep_existing: Annotated[
+        bool, typer.Option("--keep-existing", help="Do not Bootstrap-Delete /0 and /1 first.")
+    ] = False,
+    data: DataOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Set which management servers an endpoint (or '*', every endpoint without its own) is given.
+
+    PSK accounts get the endpoint's own PSK (identity = endpoint name): generated now for a named
+    endpoint, at its first bootstrap for '*', and stored where the management server reads it.
+    Example: `spmp bootstrap config set --endpoint '*' --server coaps://telco:5684 --server coaps://cloud:5684`.
+    """
+    wanted = list(ssids or [])
+    while len(wanted) < len(servers):
+        wanted.append(wanted[-1] + 1 if wanted else 101)
+    modes = list(security or [])
+    if len(modes) not in (0, 1, len(servers)) or len(wanted) != len(servers):
+        _fail("give --ssid and --security once per --server (or --security once for all)")
+    try:
+        accounts = tuple(
+            ServerAccount(
+                ssid,
+                uri,
+                _bootstrap_security_mode(uri, modes[0] if len(modes) == 1 else modes[i] if modes else None),
+                lifetime=lifetime,
+                default_pmin=pmin,
+                default_pmax=pmax,
+                binding=binding,
+            )
+            for i, (uri, ssid) in enumerate(zip(servers, wanted, strict=True))
+        )
+        config = BootstrapConfig(endpoint, accounts, delete_existing=not keep_existing)
+    except ValueError as exc:
+        _fail(str(exc))
+
+    async def put(store: Store) -> bool:
+        await store.put_bootstrap_config(config)
+        if endpoint != DEFAULT_ENDPOINT and needs_generated_psk(config):
+            return (await ensure_server_psk(store, endpoint))[1]
+        return False
+
+    generated = _with_store(put)(data)
+    typer.echo(f"bootstrap configuration of {endpoint!r}: {len(accounts)} server(s)")
+    if generated:
+        typer.echo(f"generated the management-server PSK of {endpoint!r} (identity {endpoint!r}; key not shown)")
+
+
+def _bootstrap_security_mode(uri: str, chosen: BootstrapSecurity | None) -> SecurityMode:
+    if chosen is None:
+        return SecurityMode.PSK if uri.lower().startswith("coaps://") else SecurityMode.NO_SEC
+    return SecurityMode.PSK if chosen is BootstrapSecurity.PSK else SecurityMode.NO_SEC
+
+
+@bootstrap_config_app.command("list")
+def bootstrap_config_list(data: DataOption = DEFAULT_DATA_DIR) -> None:
+    """List bootstrap configurations: endpoint, servers, whether /0 and /1 are deleted first."""
+
+    async def fetch(store: Store) -> list[BootstrapConfig]:
+        return await store.list_bootstrap_configs()
+
+    configs: list[BootstrapConfig] = _with_store(fetch)(data)
+    table = Table(title=f"Bootstrap configurations ({len(configs)})", title_justify="left")
+    for column in ("endpoint", "servers", "delete existing"):
+        table.add_column(column)
+    for config in configs:
+        servers = ", ".join(f"{s.short_server_id} {s.uri} ({s.security_mode.name})" for s in config.servers)
+        table.add_row(config.endpoint, servers, "yes" if config.delete_existing else "no")
+    _out().print(table)
+
+
+@bootstrap_config_app.command("show")
+def bootstrap_config_show(endpoint: EndpointOption, data: DataOption = DEFAULT_DATA_DIR) -> None:
+    """Show what an endpoint would be given (its own configuration, else the default '*')."""
+
+    async def fetch(store: Store) -> BootstrapConfig | None:
+        return await store.get_bootstrap_config(endpoint)
+
+    config: BootstrapConfig | None = _with_store(fetch)(data)
+    if config is None:
+        _fail(f"no bootstrap configuration for {endpoint!r} and no default ('*')")
+    typer.echo(json.dumps(_config_json(config), indent=2))
+
+
+@bootstrap_config_app.command("delete")
+def bootstrap_config_delete(endpoint: EndpointOption, data: DataOption = DEFAULT_DATA_DIR) -> None:
+    """Delete an endpoint's configuration (it then gets the default '*', if any)."""
+
+    async def delete(store: Store) -> None:
+        await store.delete_bootstrap_config(endpoint)
+
+    _with_store(delete)(data)
+    typer.echo(f"bootstrap configuration of {endpoint!r} deleted")
+
+
+@bootstrap_config_app.command("export")
+def bootstrap_config_export(
+    endpoint: Annotated[str | None, typer.Option("--endpoint", help="Only this endpoint.")] = None,
+    data: DataOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Print configurations and the management-server PSKs as JSON, WITH keys (hex).
+
+    For a management server that does not share this data directory: feed each PSK to
+    `spmp psk add` there. Treat the output as a secret.
+    """
+
+    async def fetch(store: Store) -> tuple[list[BootstrapConfig], list[SecurityInfo]]:
+        configs = await store.list_bootstrap_configs()
+        psks = await store.list_security(SecurityScope.SERVER)
+        return configs, psks
+
+    configs, psks = _with_store(fetch)(data)
+    if endpoint is not None:
+        configs = [c for c in configs if c.endpoint == endpoint]
+        psks = [p for p in psks if p.endpoint == endpoint]
+    document = {
+        "configs": [_config_json(c) for c in configs],
+        "server_psks": [{"endpoint": p.endpoint, "identity": p.psk_identity, "key": p.psk_key.hex()} for p in psks],
+    }
+    typer.echo(json.dumps(document, indent=2))
+    typer.echo(f"exported {len(psks)} PSK(s) in clear: keep this output secret", err=True)
+
+
+def _config_json(config: BootstrapConfig) -> dict[str, Any]:
+    """A configuration for people and scripts; keys are shown only as 'given' or 'per endpoint'."""
+    return {
+        "endpoint": config.endpoint,
+        "delete_existing": config.delete_existing,
+        "servers": [
+            {
+                "ssid": s.short_server_id,
+                "uri": s.uri,
+                "security": s.security_mode.name,
+                "psk": None
+                if s.security_mode is not SecurityMode.PSK
+                else ("given" if s.psk_key is not None else "per endpoint"),
+                "lifetime": s.lifetime,
+                "default_pmin": s.default_pmin,
+                "default_pmax": s.default_pmax,
+                "binding": s.binding,
+                "notification_storing": s.notification_storing,
+            }
+            for s in config.servers
+        ],
+        "writes": [{"path": w.path, "value": repr(w.value), "type": w.type_name} for w in config.writes],
+    }
+
+
+@bootstrap_psk_app.command("add")
+def bootstrap_psk_add(
+    endpoint: Annotated[str, typer.Option("--endpoint", help="The device's LwM2M endpoint name.")],
+    identity: Annotated[str, typer.Option("--identity", help="The factory PSK identity.")],
+    key: Annotated[str, typer.Option("--key", help="The factory pre-shared key, in hexadecimal.")],
+    data: DataOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Add or replace a device's factory (bootstrap) PSK; a running bootstrap server picks it up."""
+    try:
+        secret = bytes.fromhex(key)
+    except ValueError:
+        _fail("--key must be hexadecimal, for example 73656372657431")
+    if not secret or not identity or not endpoint:
+        _fail("--endpoint, --identity and --key must not be empty")
+
+    async def put(store: Store) -> None:
+        await store.put_security(SecurityInfo(endpoint, identity, secret), SecurityScope.BOOTSTRAP)
+
+    _with_store(put)(data)
+    typer.echo(f"bootstrap PSK stored for {endpoint!r} (identity {identity!r}, {len(secret)}-byte key)")
+
+
+@bootstrap_psk_app.command("list")
+def bootstrap_psk_list(data: DataOption = DEFAULT_DATA_DIR) -> None:
+    """List factory PSKs: endpoint, identity, key length (keys are never printed)."""
+
+    async def fetch(store: Store) -> list[SecurityInfo]:
+        return await store.list_security(SecurityScope.BOOTSTRAP)
+
+    infos: list[SecurityInfo] = _with_store(fetch)(data)
+    table = Table(title=f"Bootstrap PSKs ({len(infos)})", title_justify="left")
+    for column in ("endpoint", "identity", "key"):
+        table.add_column(column)
+    for info in infos:
+        table.add_row(info.endpoint, info.psk_identity, f"{len(info.psk_key)} bytes")
+    _out().print(table)
+
+
+@bootstrap_psk_app.command("delete")
+def bootstrap_psk_delete(
+    endpoint: Annotated[str, typer.Option("--endpoint", help="The device's LwM2M endpoint name.")],
+    data: DataOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Delete a device's factory PSK (it can then no longer bootstrap over DTLS)."""
+
+    async def delete(store: Store) -> None:
+        await store.delete_security(endpoint, SecurityScope.BOOTSTRAP)
+
+    _with_store(delete)(data)
+    typer.echo(f"bootstrap PSK of {endpoint!r} deleted")
+
+
+@app.command("client")
+def client_command(  # noqa: PLR0917 - Typer maps each parameter to an option
+    endpoint: Annotated[str, typer.Option("--endpoint", help="The LwM2M endpoint name of this client.")],
+    server_uri: Annotated[
+        str | None, typer.Option("--server", help="Register directly with this LwM2M server (coap[s]://host:port).")
+    ] = None,
+    bootstrap_uri: Annotated[
+        str | None, typer.Option("--bootstrap", help="Bootstrap from this server (coap[s]://host:port) instead.")
+    ] = None,
+    psk_identity: Annotated[str | None, typer.Option("--psk-identity", help="DTLS PSK identity.")] = None,
+    psk_key: Annotated[str | None, typer.Option("--psk-key", help="DTLS pre-shared key, in hexadecimal.")] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow plain coap:// (NoSec: no authentication, no encryption).")
+    ] = False,
+    lifetime: Annotated[int, typer.Option("--lifetime", help="Registration lifetime in seconds.", min=1)] = 300,
+) -> None:
+    """Run an LwM2M client with a Device object until Ctrl-C, then de-register."""
+    from spmp.client.accounts import AccountError, ServerSpec, direct_servers, factory_bootstrap, parse_uri  # noqa: PLC0415
+
+    if (server_uri is None) == (bootstrap_uri is None):
+        _fail("give exactly one of --server and --bootstrap")
+    uri = server_uri or bootstrap_uri or ""
+    try:
+        secure = parse_uri(uri).secure
+    except AccountError as exc:
+        _fail(str(exc))
+    key: bytes | None = None
+    if secure:
+        if not psk_identity or not psk_key:
+            _fail("coaps:// needs --psk-identity and --psk-key")
+        try:
+            key = bytes.fromhex(psk_key)
+        except ValueError:
+            _fail("--psk-key must be hexadecimal, for example 73656372657431")
+    elif not insecure:
+        _fail("coap:// is unauthenticated and unencrypted (NoSec): add --insecure to use it anyway")
+    else:
+        typer.echo("warning: NoSec mode, the LwM2M traffic is neither authenticated nor encrypted", err=True)
+    if server_uri is not None:
+        objects = direct_servers([ServerSpec(server_uri, lifetime=lifetime, psk_identity=psk_identity, psk_key=key)])
+    else:
+        objects = factory_bootstrap(uri, psk_identity, key)
+    try:
+        asyncio.run(_run_client(endpoint, objects))
+    except KeyboardInterrupt:
+        return  # the signal handler normally gets it first; de-registration ran in _run_client
+
+
+async def _run_client(endpoint: str, objects: tuple[Any, Any]) -> None:
+    from spmp.client.device import device_object  # noqa: PLC0415
+    from spmp.client.engine import Lwm2mClient  # noqa: PLC0415
+    from spmp.client.tree import ObjectTree  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    registry = _registry()
+    tree = ObjectTree(registry)
+    for enabler in (*objects, device_object(serial=endpoint, on_reboot=lambda: log.warning("reboot requested"))):
+        tree.add(enabler)
+    client = Lwm2mClient(endpoint, tree, registry)
+    await client.start()
+    typer.echo(f"spmp client {endpoint!r} started; Ctrl-C to de-register and stop", err=True)
+    try:
+        await stop.wait()
+    finally:
+        await client.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover
