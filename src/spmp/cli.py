@@ -956,5 +956,75 @@ async def _run_client(endpoint: str, objects: tuple[Any, Any]) -> None:
         await client.stop()
 
 
+@app.command("client")
+def client_command(  # noqa: PLR0917 - Typer maps each parameter to an option
+    endpoint: Annotated[str, typer.Option("--endpoint", help="The LwM2M endpoint name of this client.")],
+    server_uri: Annotated[
+        str | None, typer.Option("--server", help="Register directly with this LwM2M server (coap[s]://host:port).")
+    ] = None,
+    bootstrap_uri: Annotated[
+        str | None, typer.Option("--bootstrap", help="Bootstrap from this server (coap[s]://host:port) instead.")
+    ] = None,
+    psk_identity: Annotated[str | None, typer.Option("--psk-identity", help="DTLS PSK identity.")] = None,
+    psk_key: Annotated[str | None, typer.Option("--psk-key", help="DTLS pre-shared key, in hexadecimal.")] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow plain coap:// (NoSec: no authentication, no encryption).")
+    ] = False,
+    lifetime: Annotated[int, typer.Option("--lifetime", help="Registration lifetime in seconds.", min=1)] = 300,
+) -> None:
+    """Run an LwM2M client with a Device object until Ctrl-C, then de-register."""
+    from spmp.client.accounts import AccountError, ServerSpec, direct_servers, factory_bootstrap, parse_uri  # noqa: PLC0415
+
+    if (server_uri is None) == (bootstrap_uri is None):
+        _fail("give exactly one of --server and --bootstrap")
+    uri = server_uri or bootstrap_uri or ""
+    try:
+        secure = parse_uri(uri).secure
+    except AccountError as exc:
+        _fail(str(exc))
+    key: bytes | None = None
+    if secure:
+        if not psk_identity or not psk_key:
+            _fail("coaps:// needs --psk-identity and --psk-key")
+        try:
+            key = bytes.fromhex(psk_key)
+        except ValueError:
+            _fail("--psk-key must be hexadecimal, for example 73656372657431")
+    elif not insecure:
+        _fail("coap:// is unauthenticated and unencrypted (NoSec): add --insecure to use it anyway")
+    else:
+        typer.echo("warning: NoSec mode, the LwM2M traffic is neither authenticated nor encrypted", err=True)
+    if server_uri is not None:
+        objects = direct_servers([ServerSpec(server_uri, lifetime=lifetime, psk_identity=psk_identity, psk_key=key)])
+    else:
+        objects = factory_bootstrap(uri, psk_identity, key)
+    try:
+        asyncio.run(_run_client(endpoint, objects))
+    except KeyboardInterrupt:
+        return  # the signal handler normally gets it first; de-registration ran in _run_client
+
+
+async def _run_client(endpoint: str, objects: tuple[Any, Any]) -> None:
+    from spmp.client.device import device_object  # noqa: PLC0415
+    from spmp.client.engine import Lwm2mClient  # noqa: PLC0415
+    from spmp.client.tree import ObjectTree  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    registry = _registry()
+    tree = ObjectTree(registry)
+    for enabler in (*objects, device_object(serial=endpoint, on_reboot=lambda: log.warning("reboot requested"))):
+        tree.add(enabler)
+    client = Lwm2mClient(endpoint, tree, registry)
+    await client.start()
+    typer.echo(f"spmp client {endpoint!r} started; Ctrl-C to de-register and stop", err=True)
+    try:
+        await stop.wait()
+    finally:
+        await client.stop()
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
