@@ -178,8 +178,11 @@ class Device:
     def _discover(self, path: Path) -> Response:
         node = self.tree.read(path)
         paths = [path]
-        if isinstance(node, ObjectInstance):
-            paths += [path.child(r) for r in node.resources]
+        instances = node.instances.values() if isinstance(node, Object) else [node]
+        for instance in instances:
+            if isinstance(instance, ObjectInstance) and instance.id is not None:
+                base = path if path.is_object_instance else path.child(instance.id)
+                paths += ([base] if base != path else []) + [base.child(r) for r in instance.resources]
         entries = [DiscoverLink(p) for p in paths]
         return Response(Code.CONTENT, format_discover(entries).encode(), content_format=ContentFormat.LINK)
 
@@ -236,7 +239,7 @@ def test_list_and_get_clients() -> None:
         assert {"path": "/3/0", "version": None} in item["objectLinks"]
         assert datetime.fromisoformat(item["expiresAt"]) > datetime.fromisoformat(item["registeredAt"])
         one = await env.http.get("/api/clients/dev1")
-        assert one.status_code == 200 and one.json()["endpoint"] == "dev1" and "discovered" in one.json()
+        assert one.status_code == 200 and one.json()["endpoint"] == "dev1" and one.json()["discovered"] is None
         missing = await env.http.get("/api/clients/nobody")
         assert missing.status_code == 404 and missing.json()["error"] == "client_not_found"
         assert (await env.http.get("/api/clients/nobody/3/0/0")).status_code == 404
@@ -403,12 +406,22 @@ def test_write_attributes_and_discover() -> None:
         assert empty.status_code == 400
         wrong_method = await env.http.get("/api/clients/dev1/3316/0/5700/attributes")
         assert wrong_method.status_code == 405
+        on_register = await Device.register(env.server, "discovered")  # the server discovers on registration
+        try:
+            for _ in range(100):
+                detail = (await env.http.get("/api/clients/discovered")).json()
+                if detail["discovered"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert {link["path"] for link in detail["discovered"]} >= {"/3/0", "/3316/0"}
+        finally:
+            await on_register.close()
         found = await env.http.get("/api/clients/dev1/3/0/discover")
         assert found.status_code == 200
         paths = [link["path"] for link in found.json()["links"]]
         assert paths[0] == "/3/0" and "/3/0/0" in paths
 
-    run(body)
+    run(body, discover_on_register=True)
 
 
 # ------------------------------------------------------------------------------------------ composite

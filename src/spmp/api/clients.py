@@ -22,7 +22,8 @@ from spmp.api.errors import ApiError, bad_request, not_found
 from spmp.api.json_nodes import JsonNodeError, node_from_json, node_to_json, nodes_from_json, parse_path, value_to_json
 from spmp.lwm2m.attributes import parse_query
 from spmp.lwm2m.content_format import ContentFormat
-from spmp.lwm2m.link import Link
+from spmp.lwm2m.errors import CodecError
+from spmp.lwm2m.link import Link, parse_links
 from spmp.lwm2m.node import ObjectInstance
 from spmp.lwm2m.path import Path
 from spmp.server import ManagementServer
@@ -100,8 +101,18 @@ async def get_client(request: Request) -> JSONResponse:
     endpoint = request.path_params["endpoint"]
     registration = _registered(server, endpoint)
     body = registration_json(registration)
-    body["discovered"] = registration.discovered
+    body["discovered"] = _discovered(registration.discovered)
     return JSONResponse(body)
+
+
+def _discovered(text: str | None) -> list[dict[str, Any]] | None:
+    """The stored Discover result as JSON links (None until the server made one)."""
+    if text is None:
+        return None
+    try:
+        return [link_json(link) for link in parse_links(text)]
+    except CodecError:
+        return [{"link": text}]  # stored by an older version or garbled: show it rather than fail
 
 
 def _registered(server: ManagementServer, endpoint: str) -> Registration:
