@@ -1,7 +1,8 @@
 """REST API against a real ManagementServer and a real LwM2M device over CoAP on loopback.
 
 The device is a small LwM2M client built on spmp.coap.Endpoint, the client object tree and the
-real codecs (``Device`` below; the client engine replaces it once it exists). The API is called
+real codecs (``Device`` below, which can be told to fail or stay silent); one test uses SPMP's own client
+engine instead. The API is called
 through httpx's ASGI transport; tests/test_api_http.py covers the real HTTP server and SSE.
 """
 
@@ -515,5 +516,51 @@ def test_read_in_every_multi_value_format(format_name: str) -> None:
         assert got.status_code == 200, got.text
         values = {r["id"]: r.get("value", r.get("values")) for r in got.json()["resources"]}
         assert values[0] == "SPMP" and values[6] == {"0": 1, "1": 5} and values[13] == "2024-05-01T12:00:00Z"
+
+    run(body)
+
+
+# ------------------------------------------------------------------------------------------ the client engine
+
+
+def test_with_the_real_client_engine() -> None:
+    """The same API calls against SPMP's own LwM2M client engine instead of the test device."""
+    from spmp.client.accounts import ServerSpec, direct_servers
+    from spmp.client.device import device_object
+    from spmp.client.engine import Lwm2mClient
+
+    async def body(env: Env) -> None:
+        assert env.server.coap_address is not None
+        registry = default_registry()
+        tree = ObjectTree(registry)
+        reboots: list[bool] = []
+        uri = f"coap://127.0.0.1:{env.server.coap_address[1]}"
+        for enabler in (*direct_servers([ServerSpec(uri)]), device_object(on_reboot=lambda: reboots.append(True))):
+            tree.add(enabler)
+        client = Lwm2mClient("engine-dev", tree, registry)
+        await client.start()
+        try:
+            await client.wait_registered(timeout=10)
+            listed = [c["endpoint"] for c in (await env.http.get("/api/clients")).json()]
+            assert listed == ["dev1", "engine-dev"]
+            model = await env.http.get("/api/clients/engine-dev/3/0/1")
+            assert model.status_code == 200 and model.json()["value"] == "SPMP-CC1"
+            instance = (await env.http.get("/api/clients/engine-dev/3/0")).json()
+            assert instance["kind"] == "instance"
+            assert (await env.http.post("/api/clients/engine-dev/3/0/4")).status_code == 200
+            for _ in range(100):
+                if reboots:
+                    break
+                await asyncio.sleep(0.02)
+            assert reboots == [True]
+            written = await env.http.put("/api/clients/engine-dev/3/0/14", json={"value": "+03:00"})
+            assert written.status_code == 200, written.text
+            assert (await env.http.get("/api/clients/engine-dev/3/0/14")).json()["value"] == "+03:00"
+            observed = await env.http.post("/api/clients/engine-dev/3/0/9/observe")
+            assert observed.status_code == 200 and observed.json()["value"]["kind"] == "singleResource"
+            assert (await env.http.delete("/api/clients/engine-dev/3/0/9/observe")).status_code == 200
+            assert (await env.http.get("/api/clients/engine-dev/3/0/99")).status_code == 404
+        finally:
+            await client.stop()
 
     run(body)
