@@ -1,9 +1,9 @@
 """REST API against a real ManagementServer and a real LwM2M device over CoAP on loopback.
 
-The device is a small LwM2M client built on spmp.coap.Endpoint, the client object tree and the
-real codecs (``Device`` below, which can be told to fail or stay silent); one test uses SPMP's own client
-engine instead. The API is called
-through httpx's ASGI transport; tests/test_api_http.py covers the real HTTP server and SSE.
+The device is a small LwM2M client built on spmp.coap.Endpoint, the client object tree and the real
+codecs (``Device`` below: it can be told to fail or to stay silent, which error mapping needs); one
+test runs SPMP's own client engine instead. The API is called through httpx's ASGI transport;
+tests/test_api_http.py covers the real HTTP server and SSE.
 """
 
 from __future__ import annotations
