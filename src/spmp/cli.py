@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
 from collections.abc import Iterable, Mapping
@@ -474,22 +473,30 @@ def server(  # noqa: PLR0917 - Typer maps each parameter to an option
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Also accept plain, unauthenticated CoAP on --coap-port.")
     ] = False,
+    api_token: Annotated[
+        str | None,
+        typer.Option("--api-token", help="Bearer token for the REST API (default: SPMP_API_TOKEN or DIR/api-token)."),
+    ] = None,
 ) -> None:
     """Run the LwM2M management server (CoAPS with PSKs from `spmp psk add`) and its REST API.
 
-    The API token is taken from SPMP_API_TOKEN, else generated and written to DIR/api-token.
-    Stop with Ctrl-C.
+    The API token is --api-token, else SPMP_API_TOKEN, else the one kept in DIR/api-token (generated
+    and printed once at first start). Stop with Ctrl-C.
     """
     db = _store_path(data)
     try:
-        asyncio.run(_serve(host, coap_port, coaps_port, api_port=api_port, db=db, insecure=insecure))
+        asyncio.run(
+            _serve(host, coap_port, coaps_port, api_port=api_port, db=db, insecure=insecure, api_token=api_token)
+        )
     except KeyboardInterrupt:
         pass
     except OSError as exc:
         _fail(f"cannot listen: {exc}")
 
 
-async def _serve(host: str, coap_port: int, coaps_port: int, *, api_port: int, db: FilePath, insecure: bool) -> None:
+async def _serve(
+    host: str, coap_port: int, coaps_port: int, *, api_port: int, db: FilePath, insecure: bool, api_token: str | None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -501,8 +508,7 @@ async def _serve(host: str, coap_port: int, coaps_port: int, *, api_port: int, d
         await mgmt.start()
         api_task: asyncio.Task[None] | None = None
         try:
-            token = os.environ.get("SPMP_API_TOKEN") or secrets.token_urlsafe(32)
-            api_task = _start_api(mgmt, store, token, (host, api_port), db.parent)
+            api_task = _start_api(mgmt, store, api_token, (host, api_port), db.parent)
             typer.echo(
                 f"spmp server: coaps://{host}:{coaps_port}"
                 + (f", coap://{host}:{coap_port}" if insecure else "")
@@ -519,25 +525,24 @@ async def _serve(host: str, coap_port: int, coaps_port: int, *, api_port: int, d
 
 
 def _start_api(
-    mgmt: ManagementServer, store: Store, token: str, address: tuple[str, int], data: FilePath
+    mgmt: ManagementServer, store: Store, explicit_token: str | None, address: tuple[str, int], data: FilePath
 ) -> asyncio.Task[None] | None:
-    """Serve the REST API with uvicorn in a task, or log why it is not available (and return None)."""
+    """Serve the REST API in a task, or log why it is not available (and return None)."""
     try:
-        import uvicorn  # noqa: PLC0415
-
+        from spmp.api import serve  # noqa: PLC0415 - uvicorn is heavy; only the server needs it
         from spmp.api.app import create_app  # noqa: PLC0415
+        from spmp.api.token import load_or_create_token  # noqa: PLC0415
     except ImportError as exc:
         log.warning("API not available", extra={"reason": str(exc)})
         return None
-    if not os.environ.get("SPMP_API_TOKEN"):
-        token_file = data / "api-token"
-        token_file.touch(mode=0o600, exist_ok=True)
-        token_file.chmod(0o600)
-        token_file.write_text(token + "\n")
-        typer.echo(f"API token written to {token_file}", err=True)
+    try:
+        token, created = load_or_create_token(data, explicit_token)
+    except ValueError as exc:
+        _fail(str(exc))
+    if created:
+        typer.echo(f"API token (kept in {data / 'api-token'}): {token}", err=True)
     api = create_app(mgmt, store, token)
-    config = uvicorn.Config(api, host=address[0], port=address[1], log_level="warning", lifespan="off")
-    return asyncio.get_running_loop().create_task(uvicorn.Server(config).serve())
+    return asyncio.get_running_loop().create_task(serve(api, address[0], address[1]))
 
 
 psk_app = typer.Typer(
