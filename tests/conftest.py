@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
+from pg_server import PgServer, PgUnavailableError
+
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
@@ -27,3 +29,22 @@ def restore_logging() -> Iterator[None]:
 def cli_runner(restore_logging: None) -> CliRunner:
     """A Typer CliRunner with a wide, colourless terminal, so that rich output is not wrapped."""
     return CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "SPMP_LOG_LEVEL": None})
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL server for the whole session, started on first use (see tests/pg_server.py)."""
+    try:
+        server = PgServer.start()
+    except PgUnavailableError as exc:
+        pytest.fail(f"cannot start a PostgreSQL server for the tests: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a fresh, empty database on the session's PostgreSQL server, dropped after the test."""
+    name = pg_server.create_database()
+    yield pg_server.dsn(name)
+    pg_server.drop_database(name)

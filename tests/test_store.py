@@ -30,6 +30,7 @@ from spmp.store import (
     TelemetryPoint,
     open_store,
 )
+from spmp.store.postgres import PostgresStore
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
 StoreFactory = Callable[[], Store]
@@ -39,13 +40,19 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(body())  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["memory", "sqlite-inline", "sqlite-threaded"])
+@pytest.fixture(params=["memory", "sqlite-inline", "sqlite-threaded", "postgres"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """A factory, so persistence tests can open the same database twice (memory: a fresh store)."""
+    """A factory, so persistence tests can open the same database twice (memory: a fresh store).
+
+    ``postgres`` runs against a real server (the session's ``pg_server``), a fresh database per test.
+    """
+    dsn = str(request.getfixturevalue("pg_dsn")) if request.param == "postgres" else ""
 
     def make() -> Store:
         if request.param == "memory":
             return MemoryStore()
+        if request.param == "postgres":
+            return PostgresStore(dsn, pool_max=4)
         return SqliteStore(tmp_path / "spmp.db", threaded=request.param == "sqlite-threaded")
 
     return make
@@ -535,9 +542,25 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
             assert len(await store.query_telemetry("charger-1")) == 1
 
     run(body)
-    with pytest.raises(StoreError, match="not implemented yet"):
-        open_store("postgresql://db/spmp")
+    pg = open_store("postgresql://spmp:s3cret@db.example:5433/fleet")
+    assert isinstance(pg, PostgresStore) and pg.where == "spmp@db.example:5433/fleet"
+    assert "s3cret" not in repr(pg)
+    assert isinstance(open_store("postgres://db.example/fleet"), PostgresStore)
     with pytest.raises(StoreError, match=r"memory://"):
         open_store("redis://x")
     with pytest.raises(StoreError, match="names no file"):
         open_store("sqlite://")
+
+
+def test_sqlite_database_file_is_private(tmp_path: Path) -> None:
+    """The database holds PSKs and token hashes: only its owner may read it."""
+    import stat
+
+    path = tmp_path / "private.db"
+
+    async def run() -> None:
+        async with SqliteStore(str(path)) as store:
+            await store.put_api_token("ops", "secret-token")
+
+    asyncio.run(run())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

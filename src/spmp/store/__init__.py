@@ -26,9 +26,13 @@ from spmp.store.interface import (
     hash_token,
 )
 from spmp.store.memory import MemoryStore
+from spmp.store.postgres import PostgresStore
 from spmp.store.sqlite import SqliteStore
 
-SUPPORTED_URLS = "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite://:memory:, memory://"
+SUPPORTED_URLS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite://:memory:, memory://, "
+    "postgresql://user:password@host:port/database"
+)
 
 
 def open_store(url: str) -> Store:
@@ -36,7 +40,9 @@ def open_store(url: str) -> Store:
 
     ``sqlite:///spmp.db`` is relative to the working directory and ``sqlite:////var/lib/spmp/spmp.db``
     absolute (the SQLAlchemy convention: three slashes, then the path); ``sqlite://:memory:`` is a
-    private in-memory SQLite database; ``memory://`` is :class:`MemoryStore`.
+    private in-memory SQLite database; ``memory://`` is :class:`MemoryStore`;
+    ``postgresql://user:password@host:port/database`` (or ``postgres://``, any libpq URL asyncpg takes)
+    is :class:`PostgresStore` with its default pool and flush settings.
     """
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
@@ -48,11 +54,8 @@ def open_store(url: str) -> Store:
         if rest.startswith("/") and len(rest) > 1:
             return SqliteStore(rest[1:])
         raise StoreError(f"store URL {url!r} names no file: write sqlite:///relative.db or sqlite:////absolute.db")
-    if scheme in ("postgresql", "postgres"):
-        raise StoreError(
-            f"store URL {url!r}: the PostgreSQL store is not implemented yet (it is planned for fleets where several "
-            f"management servers share one database); use one of: {SUPPORTED_URLS}"
-        )
+    if sep and scheme in ("postgresql", "postgres"):
+        return PostgresStore(url)
     raise StoreError(f"store URL {url!r} is not supported; use one of: {SUPPORTED_URLS}")
 
 
@@ -66,6 +69,7 @@ __all__ = [
     "MemoryStore",
     "NotFound",
     "Observation",
+    "PostgresStore",
     "Registration",
     "SecurityInfo",
     "SecurityMode",
