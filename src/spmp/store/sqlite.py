@@ -206,6 +206,18 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = None
         with self._errors("open the database"):
+            if self.path != ":memory:" and not os.path.exists(self.path):
+                # The database holds PSKs and token hashes: create it readable by its owner only
+                # (SQLite gives its -wal and -shm files the same mode).
+                try:
+                    os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                except FileExistsError:
+                    pass  # created meanwhile by another process: it chose the mode
+                except OSError as exc:
+                    raise StoreError(
+                        f"{self.path}: cannot create the database: {exc.strerror}; "
+                        "check that the directory exists, is a directory and is writable"
+                    ) from exc
             try:
                 # Autocommit (isolation_level=None): transactions are explicit, see _transaction.
                 # check_same_thread=False: this class serialises every use itself.
