@@ -206,6 +206,8 @@ class ModelRegistry:
 
     def __init__(self, models: Iterable[ObjectModel] = ()) -> None:
         self._by_id: dict[int, dict[str, ObjectModel]] = {}
+        self._newest: dict[int, ObjectModel] = {}
+        """The answer of :meth:`object_model` per id, kept current by :meth:`add` (codecs ask per record)."""
         for model in models:
             self.add(model)
 
@@ -214,12 +216,10 @@ class ModelRegistry:
         if model.version in versions and not replace and versions[model.version] != model:
             raise ModelError(f"object {model.id} version {model.version} is already registered")
         versions[model.version] = model
+        self._newest[model.id] = max(versions.values(), key=lambda m: m.version_key)
 
     def object_model(self, object_id: int) -> ObjectModel | None:
-        versions = self._by_id.get(object_id)
-        if not versions:
-            return None
-        return max(versions.values(), key=lambda m: m.version_key)
+        return self._newest.get(object_id)
 
     def get(self, object_id: int, version: str | None = None) -> ObjectModel | None:
         if version is None:

@@ -48,6 +48,17 @@ class Path:
                 raise PathError(f"path level {position + 1} is {value}, outside 0..{MAX_ID}")
 
     @classmethod
+    def _trusted(cls, ids: tuple[int, ...]) -> Path:
+        """A path from identifiers the caller has already range-checked (codecs, after their own checks).
+
+        Skips ``__post_init__``; passing anything but a tuple of at most 4 ints in 0..MAX_ID breaks the
+        invariants every other method relies on.
+        """
+        path = _new_path(cls)
+        _set_ids(path, "ids", ids)
+        return path
+
+    @classmethod
     def of(cls, *ids: int) -> Path:
         """Build a path from identifiers: ``Path.of(3, 0, 1)``."""
         return cls(tuple(ids))
@@ -141,5 +152,8 @@ class Path:
     def __repr__(self) -> str:
         return f"Path({str(self)!r})"
 
+
+_new_path = object.__new__
+_set_ids = object.__setattr__
 
 ROOT = Path(())

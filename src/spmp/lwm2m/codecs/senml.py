@@ -32,12 +32,14 @@ import time as _time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
+from typing import ClassVar
 
 from spmp.lwm2m.codecs import TimestampedNodes
 from spmp.lwm2m.codecs._common import LIMITS, Limits, checked, object_model, resource_model
 from spmp.lwm2m.content_format import ContentFormat
 from spmp.lwm2m.errors import CodecError, InvalidValueError, PathError
-from spmp.lwm2m.model import ModelLookup, ResourceModel, ResourceType
+from spmp.lwm2m.model import INT64_MAX, INT64_MIN, UINT64_MAX, ModelLookup, ObjectModel, ResourceModel, ResourceType
 from spmp.lwm2m.node import (
     MultipleResource,
     Node,
@@ -47,7 +49,7 @@ from spmp.lwm2m.node import (
     ResourceInstance,
     SingleResource,
 )
-from spmp.lwm2m.path import Path
+from spmp.lwm2m.path import MAX_ID, Path
 from spmp.lwm2m.values import ObjectLink, Value, time_to_seconds
 
 VALUE_FIELDS = frozenset(("v", "vs", "vb", "vd", "vlo"))
@@ -486,14 +488,138 @@ class RecordWriter:
 
 
 class SenmlCodec:
-    """Everything of a SenML MultiNodeCodec except turning bytes into records and back."""
+    """Everything of a SenML MultiNodeCodec except turning bytes into records and back.
+
+    :meth:`decode` and :meth:`encode` of one object instance, the common case by far, first try a
+    fast path (:meth:`fast_load` and :meth:`_decode_instance_fast`, :meth:`_encode_instance_fast`)
+    that handles well-formed payloads in the shape every LwM2M peer writes and returns None for
+    anything else; the general path then runs from the original bytes, so errors, limits and
+    results are exactly those of the general path. ``tests/test_codec_fastpath.py`` checks that
+    both paths agree.
+    """
 
     content_format: ContentFormat
     fmt: str
     opaque_type: type
+    bn_key: ClassVar[object] = "bn"
+    """How the loaded records of :meth:`fast_load` spell ``bn``, ``n`` and the value fields."""
+    n_key: ClassVar[object] = "n"
+    field_keys: ClassVar[Mapping[str, object]] = {label: label for label in VALUE_FIELDS}
+    check_key_types = False
+    """True when :meth:`fast_load` may return map keys other than int or str (CBOR: 2.0 == 2)."""
 
     def __init__(self, limits: Limits = LIMITS) -> None:
         self.limits = limits
+        self._tables: dict[int, tuple[ObjectModel, dict[str, _FastEntry]]] = {}
+
+    def fast_load(self, payload: bytes) -> object | None:
+        """Records for the fast path, keyed by :attr:`bn_key` etc.; None sends the payload to :meth:`load`.
+
+        May raise the CodecError :meth:`load` would raise first (size); must raise nothing else.
+        """
+        return None
+
+    def _encode_instance_fast(self, instance: ObjectInstance, where: str) -> bytes | None:
+        """The bytes :meth:`encode` writes for an instance at ``where`` ("/o/i"), or None to take the general path."""
+        return None
+
+    def _fast_table(self, model: ObjectModel) -> dict[str, _FastEntry]:
+        """Per object model: relative name ("5") → (resource id, type, value key, multiple), built once."""
+        cached = self._tables.get(id(model))
+        if cached is not None and cached[0] is model:  # holding the model keeps its id from being reused
+            return cached[1]
+        table: dict[str, _FastEntry] = {}
+        for rid, resource in model.resources.items():
+            label = FIELD_FOR_TYPE.get(resource.type)
+            if label is not None:
+                table[str(rid)] = (rid, resource.type, self.field_keys[label], resource.multiple)
+        if len(self._tables) >= 4096:  # only a caller minting models per request gets here; stay bounded
+            self._tables.clear()
+        self._tables[id(model)] = (model, table)
+        return table
+
+    def _decode_instance_fast(
+        self, records: object, object_id: int, instance_id: int, models: ModelLookup
+    ) -> ObjectInstance | None:
+        """The instance the general path would decode from ``records``, or None to let it decide.
+
+        Accepts a list of records each holding an optional ``bn`` equal to "/o/i/", an ``n`` naming
+        a resource ("5") or resource instance ("5/0") of the model, and exactly one value of the
+        model's type in canonical form; no time, no other field, no duplicate. Depth is 2 and every
+        item was looked at, so the limits hold as they do for the general path.
+        """
+        limits = self.limits
+        if type(records) is not list or len(records) > limits.max_records or limits.max_depth < 2:
+            return None
+        model = models.object_model(object_id)
+        if model is None:
+            return None
+        if self.check_key_types and not _int_or_text_keys(records):
+            return None
+        table = self._fast_table(model)
+        prefix = f"/{object_id}/{instance_id}/"
+        bn_key, n_key = self.bn_key, self.n_key
+        opaque_text = self.opaque_type is str
+        resources: dict[int, Resource] = {}
+        multiples: dict[int, dict[int, Value]] = {}
+        for record in records:
+            if type(record) is not dict:
+                return None
+            size = len(record)
+            if bn_key in record:
+                if record[bn_key] != prefix:
+                    return None
+                size -= 1
+            name = record.get(n_key)
+            if size != 2 or type(name) is not str:
+                return None
+            entry = table.get(name)
+            instance: int | None = None
+            if entry is None:  # "5/0": an instance of a multiple resource
+                rid_text, slash, instance_text = name.partition("/")
+                entry = table.get(rid_text)
+                if not slash or entry is None or not entry[3]:
+                    return None
+                instance = _small_id(instance_text)
+                if instance is None:
+                    return None
+            elif entry[3]:
+                return None
+            rid, kind, key, _ = entry
+            raw = record.get(key)
+            value: Value | None
+            if kind is _FLOAT:
+                if type(raw) is float and raw - raw == 0.0:  # finite
+                    value = raw
+                elif type(raw) is int and -_EXACT_INT <= raw <= _EXACT_INT:
+                    value = float(raw)
+                else:
+                    return None
+            elif kind is _INTEGER:
+                if type(raw) is not int or not INT64_MIN <= raw <= INT64_MAX:
+                    return None
+                value = raw
+            elif kind is _STRING:
+                if type(raw) is not str or not (raw.isascii() or _utf8_encodable(raw)):
+                    return None
+                value = raw
+            else:
+                value = _fast_value(kind, raw, opaque_text)
+                if value is None:
+                    return None
+            if instance is None:
+                if rid in resources:
+                    return None
+                resources[rid] = SingleResource(rid, value, kind)
+            else:
+                instances = multiples.get(rid)
+                if instances is None:
+                    instances = multiples[rid] = {}
+                    resources[rid] = MultipleResource(rid, instances, kind)
+                elif instance in instances:
+                    return None
+                instances[instance] = value
+        return ObjectInstance(instance_id, resources)
 
     def load(self, payload: bytes) -> object:
         """Parse the payload into raw records (a list of dicts with JSON labels)."""
@@ -524,11 +650,29 @@ class SenmlCodec:
         return out
 
     def encode(self, node: Node, path: Path, models: ModelLookup) -> bytes:
+        ids = path.ids
+        if type(node) is ObjectInstance and len(ids) == 2 and node.id in (None, ids[1]):
+            fast = self._encode_instance_fast(node, f"/{ids[0]}/{ids[1]}")
+            if fast is not None:
+                return fast
+        return self._encode_general(node, path)
+
+    def _encode_general(self, node: Node, path: Path) -> bytes:
         writer = RecordWriter(self.fmt, self.opaque, [])
         writer.add(path, node, force_bn=True)
         return self.dump(writer.records)
 
     def decode(self, payload: bytes, path: Path, models: ModelLookup) -> Node:
+        ids = path.ids
+        if len(ids) == 2:
+            records = self.fast_load(payload)
+            if records is not None:
+                fast = self._decode_instance_fast(records, ids[0], ids[1], models)
+                if fast is not None:
+                    return fast
+        return self._decode_general(payload, path, models)
+
+    def _decode_general(self, payload: bytes, path: Path, models: ModelLookup) -> Node:
         resolved = self._resolve(payload, path)
         seen: set[object] = set()
         # A single node has no time series: the time of each record is ignored here.
@@ -592,6 +736,82 @@ class SenmlCodec:
             seen.add(record.path)
             out.append(record.path)
         return out
+
+
+# --- fast-path helpers ------------------------------------------------------------------------
+
+_FastEntry = tuple[int, ResourceType, object, bool]
+"""(resource id, type, key of its value field in the loaded records, multiple)."""
+
+# Enum members bound once: attribute look-ups on an Enum class are slow in hot loops.
+_STRING = ResourceType.STRING
+_CORELNK = ResourceType.CORELNK
+_INTEGER = ResourceType.INTEGER
+_UNSIGNED = ResourceType.UNSIGNED_INTEGER
+_FLOAT = ResourceType.FLOAT
+_BOOLEAN = ResourceType.BOOLEAN
+_OPAQUE = ResourceType.OPAQUE
+_TIME = ResourceType.TIME
+_OBJLNK = ResourceType.OBJLNK
+_EXACT_INT = 2**53
+"""Integers up to this magnitude convert to float exactly (what :func:`coerce` insists on)."""
+_KEY_TYPES = frozenset((int, str))
+
+
+def _int_or_text_keys(records: list[object]) -> bool:
+    """True when every record's keys are int or str (2.0 or False would otherwise pass for 2 or 0)."""
+    try:
+        return _KEY_TYPES.issuperset(map(type, chain.from_iterable(records)))  # type: ignore[arg-type]
+    except TypeError:  # a record that is not iterable; the caller refuses it
+        return False
+
+
+def _small_id(text: str) -> int | None:
+    """A path level as Path.parse reads it: decimal, no leading zero, 0..MAX_ID; else None."""
+    if not text.isdigit() or not text.isascii() or len(text) > 5 or (text[0] == "0" and len(text) > 1):
+        return None
+    number = int(text)
+    return number if number <= MAX_ID else None
+
+
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape
+        return False
+    return True
+
+
+def _fast_value(kind: ResourceType, raw: object, opaque_text: bool) -> Value | None:
+    """The less common types for the fast path: the value :func:`senml_value` would return, or None."""
+    if kind is _UNSIGNED:
+        return raw if type(raw) is int and 0 <= raw <= UINT64_MAX else None
+    if kind is _BOOLEAN:
+        return raw if type(raw) is bool else None
+    if kind is _TIME:
+        if type(raw) is not int:
+            return None
+        try:
+            return datetime.fromtimestamp(raw, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if kind is _CORELNK:
+        return raw if type(raw) is str else None
+    if kind is _OPAQUE:
+        if opaque_text:
+            if type(raw) is not str:
+                return None
+            try:
+                return opaque_from_base64(raw, "", "")
+            except CodecError:
+                return None
+        return raw if type(raw) is bytes else None
+    if kind is _OBJLNK and type(raw) is str:
+        try:
+            return ObjectLink.parse(raw)
+        except InvalidValueError:
+            return None
+    return None
 
 
 def _untimed(record: Resolved) -> Resolved:

@@ -7,6 +7,12 @@ holds the value exactly: RFC 8949 preferred serialization); the reader must boun
 counts and lengths before allocating anything, refuse tags and simple values LwM2M does not use,
 and never let a RecursionError or a cbor2-specific type escape.
 
+For speed, :meth:`SenmlCborCodec.decode` of one object instance first lets cbor2's C decoder read
+payloads that cannot break the limits (at most ``max_records`` bytes, so at most as many items;
+depth bounded by cbor2's own ``max_depth``; every tag refused), then checks every item of the result
+in the fast path of :class:`~spmp.lwm2m.codecs.senml.SenmlCodec`. Whatever cbor2 or the fast path
+does not accept is read again by the reader below, which words the error.
+
 Supported on input: definite and indefinite lengths (Anjay writes indefinite maps), integers up to
 64 bits, floats (NaN and infinities refused), text, bytes, arrays, maps keyed by integers, text or
 arrays of integers, false/true/null, tag 4 (decimal fraction) and tag 1 (epoch time).
@@ -15,13 +21,22 @@ arrays of integers, false/true/null, tag 4 (decimal fraction) and tag 1 (epoch t
 from __future__ import annotations
 
 import math
+import os
 import struct
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar, NoReturn
+
+import cbor2
 
 from spmp.lwm2m.codecs import register
 from spmp.lwm2m.codecs._common import LIMITS, Limits, check_size
 from spmp.lwm2m.codecs.senml import SenmlCodec
 from spmp.lwm2m.content_format import ContentFormat
 from spmp.lwm2m.errors import CodecError
+from spmp.lwm2m.model import INT64_MAX, INT64_MIN, UINT64_MAX, ResourceType
+from spmp.lwm2m.node import MultipleResource, ObjectInstance, SingleResource
+from spmp.lwm2m.values import ObjectLink, Value
 
 FMT = "senml+cbor"
 
@@ -217,19 +232,33 @@ def write_head(out: bytearray, major: int, value: int) -> None:
         out += value.to_bytes(8, "big")
 
 
+_HALF = struct.Struct(">e")
+_SINGLE = struct.Struct(">f")
+_DOUBLE = struct.Struct(">d")
+
+
+def float_bytes(number: float) -> bytes:
+    """The shortest of half, single and double precision that holds ``number`` exactly, with its head.
+
+    Every half-precision value is a single-precision value, so single is tried first: most
+    measurements are not exact in single precision and then cost one pack and one unpack.
+    """
+    try:
+        single = _SINGLE.pack(number)
+    except OverflowError:
+        return b"\xfb" + _DOUBLE.pack(number)
+    if _SINGLE.unpack(single)[0] != number:
+        return b"\xfb" + _DOUBLE.pack(number)
+    try:
+        half = _HALF.pack(number)
+    except OverflowError:
+        return b"\xfa" + single
+    return b"\xf9" + half if _HALF.unpack(half)[0] == number else b"\xfa" + single
+
+
 def write_float(out: bytearray, number: float) -> None:
     """The shortest of half, single and double precision that holds ``number`` exactly."""
-    for initial, code in ((0xF9, ">e"), (0xFA, ">f")):
-        try:
-            packed = struct.pack(code, number)
-        except OverflowError:
-            continue
-        if struct.unpack(code, packed)[0] == number:
-            out.append(initial)
-            out += packed
-            return
-    out.append(0xFB)
-    out += struct.pack(">d", number)
+    out += float_bytes(number)
 
 
 def write(out: bytearray, value: object, fmt: str) -> None:
@@ -288,13 +317,121 @@ _NAMES: dict[int | str, str] = {-2: "bn", -3: "bt", 0: "n", 2: "v", 3: "vs", 4: 
 _NAMES.update({-5: "bv", -6: "bs", 5: "s"})  # refused by the resolver with a clear message
 
 
+class _NoTags(Mapping[int, Any]):
+    """cbor2 ``semantic_decoders`` that refuse every tag, before its content is read."""
+
+    def __getitem__(self, tag: int) -> Any:
+        return _refuse_tag
+
+    def get(self, tag: int, default: Any = None) -> Any:
+        return _refuse_tag
+
+    def __contains__(self, tag: object) -> bool:
+        return True
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _refuse_tag(*_: object) -> NoReturn:
+    raise ValueError("tags are left to the reader")
+
+
+_NO_TAGS = _NoTags()
+
+
+def _sentinel_key() -> bytes:
+    """16 random bytes without 0x50 (the head of a 16-byte string): see :meth:`SenmlCborCodec.fast_load`."""
+    while True:
+        key = os.urandom(16)
+        if 0x50 not in key:
+            return key
+
+
+_SENTINEL_KEY = _sentinel_key()
+_SENTINEL = b"\x50" + _SENTINEL_KEY
+
+
 class SenmlCborCodec(SenmlCodec):
     content_format = ContentFormat.SENML_CBOR
     fmt = FMT
     opaque_type = bytes
+    bn_key: ClassVar[object] = -2
+    n_key: ClassVar[object] = 0
+    field_keys: ClassVar[Mapping[str, object]] = {"v": 2, "vs": 3, "vb": 4, "vd": 8, "vlo": "vlo"}
+    check_key_types = True
 
     def __init__(self, limits: Limits = LIMITS) -> None:
         super().__init__(limits)
+
+    def fast_load(self, payload: bytes) -> object | None:
+        """cbor2 (C) instead of :class:`CborReader` when that cannot break a limit; None otherwise.
+
+        cbor2.loads ignores bytes after the item, so the payload is read as the first element of a
+        two-element array whose second element is a 16-byte string known only to this process:
+        that element comes back intact only if the payload is exactly one item (a payload that
+        ran into it would have to contain the key, or make a string of it that starts with 0x50,
+        which the key never holds). Map keys, values, NaN and simple values are checked by the
+        fast path; tags, duplicate keys, bad UTF-8 and malformed input make cbor2 raise.
+        """
+        check_size(payload, self.fmt, self.limits)
+        limits = self.limits
+        if len(payload) > limits.max_records or limits.max_depth < 2:
+            return None
+        try:
+            wrapped = cbor2.loads(
+                b"\x82" + payload + _SENTINEL,
+                max_depth=limits.max_depth + 1,
+                allow_duplicate_keys=False,
+                semantic_decoders=_NO_TAGS,
+                tag_hook=_refuse_tag,
+            )
+        except Exception:  # any failure: the reader decides and words the error
+            return None
+        if type(wrapped) is not list or len(wrapped) != 2:
+            return None
+        end = wrapped[1]
+        if type(end) is not bytes or end != _SENTINEL_KEY:
+            return None
+        records: object = wrapped[0]
+        return records
+
+    def _encode_instance_fast(self, instance: ObjectInstance, where: str) -> bytes | None:
+        """The bytes :meth:`dump` writes for the records RecordWriter builds, written directly."""
+        records: list[bytes] = []
+        for rid, resource in instance.resources.items():
+            if type(rid) is not int:
+                return None
+            if type(resource) is SingleResource:
+                field = _cbor_field(resource.type, resource.value)
+                if field is None:
+                    return None
+                records.append(_name_record(str(rid)) + field)
+            elif type(resource) is MultipleResource:
+                kind = resource.type
+                for ri, item in resource.instances.items():
+                    field = _cbor_field(kind, item)
+                    if field is None or type(ri) is not int:
+                        return None
+                    records.append(_name_record(f"{rid}/{ri}") + field)
+            else:
+                return None
+        out = bytearray()
+        write_head(out, 4, len(records))
+        if records:
+            first = records[0]
+            bn = (where + "/").encode("utf-8")
+            out.append(0xA3)  # {bn, n, value}
+            out.append(0x21)
+            write_head(out, 3, len(bn))
+            out += bn
+            out += memoryview(first)[1:]
+            records[0] = b""
+        out += b"".join(records)
+        return bytes(out)
 
     def load(self, payload: bytes) -> object:
         document = loads(payload, self.fmt, self.limits)
@@ -328,6 +465,78 @@ class SenmlCborCodec(SenmlCodec):
     def opaque(self, data: bytes) -> object:
         return data
 
+
+_NAME_RECORDS: dict[str, bytes] = {}
+
+
+def _name_record(name: str) -> bytes:
+    """The start of a two-entry record: map head, label n and the name (ASCII digits and '/')."""
+    found = _NAME_RECORDS.get(name)
+    if found is None:
+        data = name.encode("ascii")
+        head = bytearray(b"\xa2\x00")
+        write_head(head, 3, len(data))
+        found = bytes(head) + data
+        if len(_NAME_RECORDS) >= 8192:
+            _NAME_RECORDS.clear()
+        _NAME_RECORDS[name] = found
+    return found
+
+
+def _cbor_head(major: int, value: int) -> bytes:
+    out = bytearray()
+    write_head(out, major, value)
+    return bytes(out)
+
+
+def _cbor_field(kind: ResourceType, value: Value) -> bytes | None:
+    """Label and value as :meth:`SenmlCborCodec.dump` writes what RecordWriter puts there; None if unusual."""
+    if kind is _T_FLOAT:
+        if type(value) is float and math.isfinite(value):
+            return b"\x02" + float_bytes(value)
+    elif kind is _T_STRING or kind is _T_CORELNK:
+        if type(value) is str:
+            try:
+                data = value.encode("utf-8")
+            except UnicodeEncodeError:
+                return None
+            size = len(data)
+            return (bytes((0x03, 0x60 | size)) if size < 24 else b"\x03" + _cbor_head(3, size)) + data
+    elif kind is _T_INTEGER or kind is _T_UNSIGNED or kind is _T_TIME:
+        if kind is _T_TIME:
+            if type(value) is not datetime:
+                return None
+            number = int(value.timestamp())
+        elif type(value) is int and (
+            INT64_MIN <= value <= INT64_MAX if kind is _T_INTEGER else 0 <= value <= UINT64_MAX
+        ):
+            number = value
+        else:
+            return None
+        if 0 <= number < 24:
+            return bytes((0x02, number))
+        return b"\x02" + (_cbor_head(0, number) if number >= 0 else _cbor_head(1, -1 - number))
+    elif kind is _T_BOOLEAN:
+        if type(value) is bool:
+            return b"\x04\xf5" if value else b"\x04\xf4"
+    elif kind is _T_OPAQUE:
+        if type(value) is bytes:
+            return b"\x08" + _cbor_head(2, len(value)) + value
+    elif kind is _T_OBJLNK and type(value) is ObjectLink:
+        data = f"{value.object_id}:{value.instance_id}".encode("ascii")
+        return b"\x63vlo" + _cbor_head(3, len(data)) + data
+    return None
+
+
+_T_STRING = ResourceType.STRING
+_T_CORELNK = ResourceType.CORELNK
+_T_INTEGER = ResourceType.INTEGER
+_T_UNSIGNED = ResourceType.UNSIGNED_INTEGER
+_T_FLOAT = ResourceType.FLOAT
+_T_BOOLEAN = ResourceType.BOOLEAN
+_T_OPAQUE = ResourceType.OPAQUE
+_T_TIME = ResourceType.TIME
+_T_OBJLNK = ResourceType.OBJLNK
 
 CODEC = SenmlCborCodec()
 register(CODEC)
