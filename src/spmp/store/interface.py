@@ -1,8 +1,8 @@
 """The storage interface of the bootstrap and management servers: records, errors and the `Store` protocol.
 
 One asyncio API, several engines: :class:`~spmp.store.memory.MemoryStore` for tests and demos,
-:class:`~spmp.store.sqlite.SqliteStore` as the embedded default, PostgreSQL later for fleets where
-several management servers share one database.
+:class:`~spmp.store.sqlite.SqliteStore` as the embedded default, :class:`~spmp.store.postgres.PostgresStore`
+for fleets where several management servers share one database (docs/store.md).
 
 Conventions every engine keeps (the contract suite in ``tests/test_store.py`` checks them):
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 # ---------------------------------------------------------------------------------------------- errors
 
@@ -385,6 +385,41 @@ class Store(Protocol):
     async def list_calibration_backups(self, endpoint: str) -> list[CalibrationBackup]:
         """Ordered by path."""
         ...
+
+
+# ------------------------------------------------------------------------------ optional capabilities
+
+
+class Listener(Protocol):
+    """The messages of one channel: an async iterator of payloads, and an async context manager.
+
+    ``async with notifier.listen(channel) as messages: async for payload in messages: ...``; entering
+    subscribes (what is sent afterwards is delivered), leaving (or ``aclose``) unsubscribes. When
+    messages may have been lost (connection lost, reader too slow) the iteration raises StoreError.
+    """
+
+    def __aiter__(self) -> Self: ...
+    async def __anext__(self) -> str: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """An optional capability of a store: short messages between the servers sharing its database.
+
+    Only :class:`~spmp.store.postgres.PostgresStore` has it (PostgreSQL ``LISTEN``/``NOTIFY``), so it
+    is not part of :class:`Store`: the memory and SQLite stores serve one process, where an in-process
+    queue would look like delivery between servers while reaching none. Test with
+    ``isinstance(store, Notifier)``. Messages reach only the listeners subscribed when they are sent
+    (nothing is kept), in order per sender; send identifiers, and read the data from the store.
+    """
+
+    async def notify(self, channel: str, payload: str = "") -> None: ...
+    def listen(self, channel: str) -> Listener: ...
 
 
 def path_matches(path: str, prefix: str) -> bool:

@@ -304,28 +304,40 @@ class PostgresStore:
 
     # -------------------------------------------------------------------------------- plumbing
 
-    async def _run(self, operation: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` on a pooled connection, with database errors turned into StoreErrors."""
-        pool = self._pool
-        if pool is None:
-            raise StoreError(
-                f"PostgreSQL {self.where}: cannot {operation}: the store is not open (call `await store.open()`)"
-            )
-        try:
-            async with pool.acquire(timeout=self.connect_timeout) as conn:
-                return await fn(conn, *args)
-        except StoreError:
-            raise
-        except Exception as exc:
-            if not _is_db_error(exc):
+    async def _run(self, operation: str, fn: Callable[..., Awaitable[T]], *args: Any, read_only: bool = False) -> T:
+        """Run ``fn(conn, *args)`` on a pooled connection, with database errors turned into StoreErrors.
+
+        A pooled connection may have died since its last use (server restart, failover, an idle
+        timeout): ``read_only`` work meeting a dead connection is retried once, on a fresh one; a write
+        is not (it may have committed before the connection broke), its caller sees the StoreError.
+        """
+        for attempt in (1, 2):
+            pool = self._pool
+            if pool is None:
+                raise StoreError(
+                    f"PostgreSQL {self.where}: cannot {operation}: the store is not open (call `await store.open()`)"
+                )
+            try:
+                async with pool.acquire(timeout=self.connect_timeout) as conn:
+                    return await fn(conn, *args)
+            except StoreError:
                 raise
-            raise self._error(operation, exc) from exc
+            except Exception as exc:
+                if not _is_db_error(exc):
+                    raise
+                if read_only and attempt == 1 and _is_disconnect(exc):
+                    # One dead connection usually means a server restart: replace every pooled one.
+                    await pool.expire_connections()
+                    log.info("PostgreSQL %s: %s met a closed connection, retrying: %s", self.where, operation, exc)
+                    continue
+                raise self._error(operation, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fetch(self, operation: str, sql: str, *args: Any) -> list[Any]:
         async def fetch(conn: Connection) -> list[Any]:
             return list(await conn.fetch(sql, *args))
 
-        return await self._run(operation, fetch)
+        return await self._run(operation, fetch, read_only=True)
 
     async def _execute(self, operation: str, sql: str, *args: Any) -> int:
         """Run one statement; returns the number of rows it touched."""
@@ -344,7 +356,7 @@ class PostgresStore:
         head = f"PostgreSQL {self.where}: cannot {operation}: {detail}"
         if isinstance(exc, asyncpg.UniqueViolationError):
             return Conflict(f"{head} (another record holds this value)")
-        hint = _hint(exc, self.connect_timeout)
+        hint = _hint(exc, self.connect_timeout, self.command_timeout)
         return StoreError(f"{head}; {hint}")
 
     # -------------------------------------------------------------------------- registrations
@@ -780,6 +792,18 @@ def _is_db_error(exc: BaseException) -> bool:
     )
 
 
+def _is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection is gone (rather than the statement failing)."""
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.InternalClientError
+        | asyncpg.AdminShutdownError
+        | ConnectionError,
+    )
+
+
 def _describe_dsn(dsn: str) -> tuple[str, str]:
     """``user@host:port/database`` for messages, and the password (to scrub it from any text)."""
     try:
@@ -795,7 +819,7 @@ def _describe_dsn(dsn: str) -> tuple[str, str]:
     return f"{user + '@' if user else ''}{host}:{port}/{database}", password or ""
 
 
-def _hint(exc: BaseException, connect_timeout: float) -> str:
+def _hint(exc: BaseException, connect_timeout: float, command_timeout: float | None) -> str:
     # Most specific first: several of these classes derive from each other.
     if isinstance(exc, asyncpg.InvalidPasswordError):
         return "the password was refused: check the user and password in the store URL (or PGPASSWORD / ~/.pgpass)"
@@ -822,9 +846,10 @@ def _hint(exc: BaseException, connect_timeout: float) -> str:
         return "a concurrent transaction got in the way: retry"
     if isinstance(exc, TimeoutError):
         return (
-            f"no answer within {connect_timeout:g} s: check that the server is up and reachable (host, port, firewall)"
+            f"no answer in time (connect_timeout {connect_timeout:g} s, command_timeout {command_timeout} s): check "
+            "that the server is up and reachable (host, port, firewall), and its load and locks (pg_stat_activity)"
         )
-    if isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
+    if isinstance(exc, OSError) or _is_disconnect(exc):
         return (
             "cannot reach the server or lost the connection: check that PostgreSQL is running and accepts "
             "connections at the host and port of the store URL; the pool reconnects on the next call"
