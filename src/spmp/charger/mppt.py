@@ -265,8 +265,9 @@ class MpptCharger:
                 self._day_state = self.state
             self.state = ChargeState.DISCONNECT
             return ChargerCommand(None, 0.0, available)
-        if self.state is ChargeState.DISCONNECT and not self.is_lithium:
-            self.state = self._day_state  # admin or temperature hold is over
+        if self.state is ChargeState.DISCONNECT and not self.is_lithium:  # admin or temperature hold is over
+            resume = self._day_state
+            self.state = ChargeState.MPPT if resume in (ChargeState.DISCONNECT, ChargeState.FAULT) else resume
         if self.admin_state is ChargingAdminState.CHARGE and self.state in (ChargeState.FLOAT, ChargeState.DISCONNECT):
             self._enter(ChargeState.MPPT)
         sp = self.setpoints()
