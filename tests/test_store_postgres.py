@@ -151,7 +151,7 @@ def test_listener_learns_of_a_lost_connection(pg_dsn: str) -> None:
     run(body)
 
 
-def test_telemetry_batches_copy_and_close(pg_dsn: str) -> None:
+def test_telemetry_batches_copy_and_close(pg_dsn: str, caplog: pytest.LogCaptureFixture) -> None:
     points = [point("/3316/0/5700", float(n), "Float", T0 + timedelta(milliseconds=n)) for n in range(10_000)]
 
     async def count() -> object:
@@ -171,8 +171,12 @@ def test_telemetry_batches_copy_and_close(pg_dsn: str) -> None:
         # a batch repeating keys: the later point of a (endpoint, path, ms) wins, in COPY and executemany alike
         again = [point("/3316/0/5700", -1.0, "Float", T0), point("/3316/0/5700", -2.0, "Float", T0)]
         await store.append_telemetry(again)
-        await store.append_telemetry(points[7000:])
+        with caplog.at_level(logging.DEBUG, logger="spmp.store.postgres"):
+            await store.append_telemetry(points[7000:])  # COPY meets a stored key: rolled back, upserted
         assert await count() == 10_000
+        assert [r.getMessage() for r in caplog.records] == [
+            "telemetry batch of 5501 points repeats stored ones: upserting"
+        ]
         await store.append_telemetry([point("/3316/0/5701", 1.0, "Float")])
         await store.close()  # writes the rest
         assert await count() == 10_001
