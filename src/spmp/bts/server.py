@@ -17,8 +17,10 @@ import logging
 import re
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import paramiko
 from lxml import etree
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 BASE_1_0 = "urn:ietf:params:netconf:base:1.0"
 BASE_1_1 = "urn:ietf:params:netconf:base:1.1"
@@ -57,7 +60,9 @@ MAX_MESSAGE = 4 * 1024 * 1024  # far above any real request; bounds what a clien
 HANDSHAKE_TIMEOUT = 30.0
 _NC = f"{{{NC_NS}}}"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True)
-_CHUNK_HEADER = re.compile(rb"\n#([1-9][0-9]{0,9})\n")
+# A chunk header (size 1..4294967295, no leading zero) or the end-of-chunks marker, and their prefixes.
+_CHUNK_HEADER = re.compile(rb"\n#([1-9][0-9]{0,9}|#)\n")
+_CHUNK_PREFIX = re.compile(rb"(\n(#(#|[1-9][0-9]{0,9})?)?)?")
 
 
 def load_or_create_host_key(data_dir: Path) -> paramiko.PKey:
@@ -159,23 +164,23 @@ class _Session:
         parts: list[bytes] = []
         size = 0
         while True:
-            while len(self._buffer) < 4:
-                self._recv()
-            if self._buffer.startswith(b"\n##\n"):
-                self._buffer = self._buffer[4:]
-                return b"".join(parts)
             while (match := _CHUNK_HEADER.match(self._buffer)) is None:
-                if len(self._buffer) > 13 or not self._buffer.startswith(b"\n#"[: len(self._buffer)]):
-                    raise _SessionClosedError  # RFC 6242 4.2: a framing error ends the session
+                # Not a whole header yet: what we have must be the start of one, else it is a framing
+                # error, which ends the session (RFC 6242 4.2).
+                if not _CHUNK_PREFIX.fullmatch(self._buffer):
+                    raise _SessionClosedError
                 self._recv()
+            self._buffer = self._buffer[match.end() :]
+            if match.group(1) == b"#":
+                return b"".join(parts)
             length = int(match.group(1))
             size += length
             if size > MAX_MESSAGE:
                 raise _SessionClosedError
-            while len(self._buffer) < match.end() + length:
+            while len(self._buffer) < length:
                 self._recv()
-            parts.append(self._buffer[match.end() : match.end() + length])
-            self._buffer = self._buffer[match.end() + length :]
+            parts.append(self._buffer[:length])
+            self._buffer = self._buffer[length:]
 
     def send(self, elem: etree._Element) -> None:
         data = etree.tostring(elem, xml_declaration=True, encoding="UTF-8")
@@ -342,8 +347,8 @@ class BtsNetconfServer:
             transport.add_server_key(self._host_key)
             policy = _SshServer(self._users, self._keys)
             transport.start_server(server=policy)
-            channel = transport.accept(HANDSHAKE_TIMEOUT)
-            if channel is None or not policy.subsystem.wait(HANDSHAKE_TIMEOUT):
+            channel = self._wait(lambda: transport.accept(0.1), transport)
+            if channel is None or not self._wait(lambda: policy.subsystem.wait(0.1), transport):
                 return
             channel.settimeout(0.5)
             session = _Session(self, session_id, channel)
@@ -360,6 +365,15 @@ class BtsNetconfServer:
                     self.lock_owner = None
             transport.close()
             sock.close()
+
+    def _wait(self, poll: Callable[[], _T | None], transport: paramiko.Transport) -> _T | None:
+        # Poll in short steps: paramiko's accept() is not woken when the transport closes, and a
+        # stopping server must not wait out the whole handshake timeout.
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+        while not self.stopping and transport.is_active() and time.monotonic() < deadline:
+            if result := poll():
+                return result
+        return None
 
     # -------------------------------------------------------------------------------------- operations
 
