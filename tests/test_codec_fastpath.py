@@ -222,3 +222,82 @@ def test_fast_encode_agrees_on_odd_nodes(codec: object, instance: Node) -> None:
     fast = _outcome(lambda: codec.encode(instance, PATH, MODELS))
     general = _outcome(lambda: codec._encode_general(instance, PATH))
     assert fast == general
+
+
+# --- TLV: the one-pass instance decoder and encoder agree with the general ones ----------------
+
+from unittest import mock  # noqa: E402
+
+from _models import ALL_TYPES_ID as TLV_ALL_TYPES_ID  # noqa: E402
+from _models import MODELS as TLV_MODELS  # noqa: E402
+from _models import VALUE_TYPES, single_id, values  # noqa: E402
+from spmp.lwm2m.codecs import tlv  # noqa: E402
+from spmp.lwm2m.codecs._common import LIMITS  # noqa: E402
+
+
+def _tlv_entry(kind: int, identifier: int, value: bytes, length_size: int) -> bytes:
+    type_byte = kind << 6 | (0x20 if identifier > 0xFF else 0)
+    if length_size == 0 and len(value) < 8:
+        type_byte |= len(value)
+        length = b""
+    else:
+        length_size = max(length_size, 1)
+        type_byte |= length_size << 3
+        length = min(len(value), 256**length_size - 1).to_bytes(length_size, "big")
+    return bytes((type_byte,)) + identifier.to_bytes(2 if identifier > 0xFF else 1, "big") + length + value
+
+
+@st.composite
+def tlv_payloads(draw: st.DrawFn) -> bytes:
+    parts = []
+    for _ in range(draw(st.integers(0, 5))):
+        kind = 3 if draw(st.integers(0, 7)) else draw(st.integers(0, 2))
+        identifier = draw(st.sampled_from([*range(12), 99, 100, 101, 300, 65535]))
+        value = draw(st.sampled_from([b"", b"\x00", b"\x01", b"\x02", b"\x7f\xff", b"\x00\x01\x00\x02"]) | st.binary())
+        parts.append(_tlv_entry(kind, identifier, value, draw(st.integers(0, 3))))
+    payload = b"".join(parts)
+    if draw(st.integers(0, 9)) == 0:
+        payload = payload[: draw(st.integers(0, len(payload)))]
+    return payload
+
+
+def _tlv_general(payload: bytes) -> tuple[str, object]:
+    """What TlvCodec.decode answers at /32000/0 without the one-pass decoder."""
+    with mock.patch.object(tlv, "_instance_fast", lambda *_: None):
+        return _outcome(lambda: tlv.TlvCodec().decode(payload, Path.of(TLV_ALL_TYPES_ID, 0), TLV_MODELS))
+
+
+@given(payload=tlv_payloads())
+@settings(max_examples=400, deadline=None)
+def test_tlv_fast_decode_agrees(payload: bytes) -> None:
+    model = TLV_MODELS.object_model(TLV_ALL_TYPES_ID)
+    assert model is not None
+    fast = tlv._instance_fast(payload, tlv._plan(model), 0, LIMITS)
+    if fast is not None:
+        assert _tlv_general(payload) == ("ok", fast)
+    codec = tlv.TlvCodec()
+    assert _outcome(lambda: codec.decode(payload, Path.of(TLV_ALL_TYPES_ID, 0), TLV_MODELS)) == _tlv_general(payload)
+
+
+@st.composite
+def tlv_instances(draw: st.DrawFn) -> ObjectInstance:
+    resources: dict[int, Resource] = {}
+    for kind in draw(st.lists(st.sampled_from(VALUE_TYPES), max_size=5, unique=True)):
+        rid = single_id(kind)
+        value = draw(values(kind) | _ODD_VALUES) if draw(st.integers(0, 5)) == 0 else draw(values(kind))
+        resources[rid] = SingleResource(rid, value, kind)  # type: ignore[arg-type]
+    if draw(st.integers(0, 5)) == 0:
+        resources[300] = SingleResource(300, "x", ResourceType.STRING)
+    return ObjectInstance(0, resources)
+
+
+@given(instance=tlv_instances())
+@settings(max_examples=400, deadline=None)
+def test_tlv_fast_encode_agrees(instance: ObjectInstance) -> None:
+    fast = tlv._instance_body_fast(instance)
+    general = _outcome(lambda: tlv._instance_body_general(instance, "/32000/0"))
+    if fast is not None:
+        assert general == ("ok", fast)
+    path = Path.of(TLV_ALL_TYPES_ID, 0)
+    payload = _outcome(lambda: tlv.TlvCodec().encode(instance, path, TLV_MODELS))
+    assert payload == general

@@ -285,12 +285,65 @@ class _Decoder:
             raise self.fail(f"{model.type.value} value: {exc}", entry[4], *ids) from None
 
 
+def _instance_fast(data: bytes, plan: _Plan, instance_id: int, limits: Limits) -> ObjectInstance | None:
+    """An ``/o/i`` payload of single-value Resource TLVs in one pass, or None to let :class:`_Decoder` decide.
+
+    Anything else (an Object Instance wrapper, Multiple Resources, an unknown or executable resource,
+    a duplicate, a value that does not fit its type, too many entries) returns None, and the general
+    decoder reads the payload again and words the error.
+    """
+    resources: dict[int, Resource] = {}
+    end = len(data)
+    budget = limits.max_records
+    pos = 0
+    while pos < end:
+        type_byte = data[pos]
+        if type_byte & 0xC0 != 0xC0 or len(resources) >= budget:
+            return None
+        if type_byte & 0x20:
+            if pos + 2 >= end:
+                return None
+            identifier = (data[pos + 1] << 8) | data[pos + 2]
+            pos += 3
+        else:
+            if pos + 1 >= end:
+                return None
+            identifier = data[pos + 1]
+            pos += 2
+        length_size = (type_byte >> 3) & 0x03
+        if length_size:
+            length = int.from_bytes(data[pos : pos + length_size], "big")
+            pos += length_size
+        else:
+            length = type_byte & 0x07
+        stop = pos + length
+        found = plan.get(identifier)
+        if stop > end or found is None or found[0].multiple or identifier in resources:
+            return None  # also refuses identifier 65535: no model has it
+        kind = found[2]
+        if kind is _FLOAT_T and length in (4, 8):
+            value: Value = (_DOUBLE if length == 8 else _FLOAT).unpack_from(data, pos)[0]
+        else:
+            try:
+                value = found[1](data, pos, stop)
+            except _BadValueError:
+                return None
+        resources[identifier] = SingleResource(identifier, value, kind)
+        pos = stop
+    return ObjectInstance(instance_id, resources)
+
+
 def _decode(payload: bytes, path: Path, models: ModelLookup, limits: Limits) -> Node:
     object_id = path.object_id
     if object_id is None:
         raise UnsupportedContentFormatError("TLV cannot carry the root path", content_format=FMT, where="/")
     data = bytes(payload)
-    decoder = _Decoder(data, limits, object_model(models, object_id, FMT))
+    found = object_model(models, object_id, FMT)
+    if len(path.ids) == 2:
+        fast = _instance_fast(data, _plan(found), path.ids[1], limits)
+        if fast is not None:
+            return fast
+    decoder = _Decoder(data, limits, found)
     instance_id, resource_id = path.instance_id, path.resource_id
     entries = decoder.scan(0, len(data), instance_id, resource_id, path.resource_instance_id)
 
@@ -452,7 +505,45 @@ def _resource_bytes(resource: Resource, prefix: str) -> bytes:
         raise CodecError(str(exc), content_format=FMT, where=where) from None
 
 
+def _instance_body_fast(instance: ObjectInstance) -> bytes | None:
+    """The body of an instance whose resources are all single, with ids and values of the usual
+    sizes, in one loop; None sends the instance to the general encoder (and its errors)."""
+    parts: list[bytes] = []
+    for resource_id, resource in instance.resources.items():
+        if type(resource) is not SingleResource or resource.id != resource_id or not 0 <= resource_id <= 0xFF:
+            return None
+        value = resource.value
+        kind = resource.type
+        if kind is _FLOAT_T and type(value) is float:
+            try:
+                single = _FLOAT.pack(value)
+            except OverflowError:
+                single = b""
+            if single and _FLOAT.unpack(single)[0] == value:
+                parts.append(bytes((0xC4, resource_id)) + single)
+            else:
+                parts.append(bytes((0xC8, resource_id, 8)) + _DOUBLE.pack(value))
+            continue
+        try:
+            data = _value_bytes(value, kind)
+        except _EncodeError:
+            return None
+        length = len(data)
+        if length < 8:
+            parts.append(bytes((0xC0 | length, resource_id)) + data)
+        elif length <= 0xFF:
+            parts.append(bytes((0xC8, resource_id, length)) + data)
+        else:
+            return None
+    return b"".join(parts)
+
+
 def _instance_body(instance: ObjectInstance, prefix: str) -> bytes:
+    fast = _instance_body_fast(instance)
+    return _instance_body_general(instance, prefix) if fast is None else fast
+
+
+def _instance_body_general(instance: ObjectInstance, prefix: str) -> bytes:
     parts = []
     for resource_id, resource in instance.resources.items():
         if resource_id != resource.id:
