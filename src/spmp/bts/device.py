@@ -22,6 +22,7 @@ from pathlib import Path
 from lxml import etree
 
 from spmp.bts.datastore import apply_edit, empty_datastore, normalise
+from spmp.bts.errors import NetconfError
 from spmp.bts.model import BTS_NS, FACTORY_CONFIG, NC_NS, BtsConfig, config_from_xml, config_to_xml
 from spmp.bts.power import DEFAULT_DEMAND_USERS, power_draw_watts, serving_users
 
@@ -48,7 +49,7 @@ class BtsDevice:
 
     ``data_dir`` keeps the running configuration (``running.xml``, replaced atomically on every change);
     without it the configuration lives in memory only. A new data dir starts from the factory
-    configuration (two chains at 33 dBm).
+    configuration (two chains at 33 dBm). A saved configuration that does not validate raises ValueError.
     """
 
     def __init__(
@@ -83,7 +84,7 @@ class BtsDevice:
     def edit(self, config: etree._Element, default_operation: str = "merge") -> None:
         """Apply an edit-config ``<config>`` to the running datastore, persist it, tell the subscribers.
 
-        Raises :class:`spmp.bts.errors.NetconfError` (and changes nothing) when the edit is invalid.
+        Raises :class:`NetconfError` (and changes nothing) when the edit is invalid.
         """
         with self._lock:
             new = apply_edit(self._running, config, default_operation)
@@ -183,11 +184,14 @@ class BtsDevice:
             self._save(normalise(data))
             return data
         parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
-        loaded = etree.parse(str(path), parser).getroot()
-        if loaded.tag != f"{{{NC_NS}}}data":
-            raise ValueError(f"{path}: not a saved running datastore")
-        # Re-apply it as an edit so a hand-edited file is validated like any NETCONF edit.
-        return apply_edit(data, loaded, "replace")
+        try:
+            loaded = etree.parse(str(path), parser).getroot()
+            if loaded.tag != f"{{{NC_NS}}}data":
+                raise ValueError(f"{path}: not a saved running datastore")
+            # Re-apply it as an edit so a hand-edited file is validated like any NETCONF edit.
+            return apply_edit(data, loaded, "replace")
+        except (etree.XMLSyntaxError, NetconfError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     def _save(self, datastore: etree._Element) -> None:
         if self._dir is None:

@@ -69,7 +69,10 @@ def load_or_create_host_key(data_dir: Path) -> paramiko.PKey:
     """The server's SSH host key, DIR/ssh_host_ecdsa_key; generated (ECDSA P-256) the first time."""
     path = data_dir / HOST_KEY_FILE
     if path.exists():
-        return paramiko.ECDSAKey.from_private_key_file(str(path))
+        try:
+            return paramiko.ECDSAKey.from_private_key_file(str(path))
+        except paramiko.SSHException as exc:
+            raise ValueError(f"{path}: not an ECDSA private key ({exc})") from None
     data_dir.mkdir(parents=True, exist_ok=True)
     key = paramiko.ECDSAKey.generate(bits=256)
     tmp = path.with_suffix(".tmp")
@@ -82,10 +85,13 @@ def load_or_create_host_key(data_dir: Path) -> paramiko.PKey:
 def load_authorized_keys(path: Path) -> list[paramiko.PKey]:
     """Public keys from an OpenSSH ``authorized_keys``-style file (``type base64 [comment]`` lines)."""
     keys: list[paramiko.PKey] = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip() and not line.lstrip().startswith("#"):
-            kind, data, *_ = line.split()
-            keys.append(paramiko.PKey.from_type_string(kind, base64.b64decode(data)))
+            try:
+                kind, data, *_ = line.split()
+                keys.append(paramiko.PKey.from_type_string(kind, base64.b64decode(data)))
+            except (ValueError, paramiko.SSHException) as exc:
+                raise ValueError(f"{path}:{number}: not a public key ({exc})") from None
     return keys
 
 
