@@ -50,6 +50,10 @@ logger = logging.getLogger(__name__)
 
 RECV_CHUNK = 16384
 _MAX_STEPS = 64
+REHANDSHAKE_INTERVAL = 1.0
+"""At least this many seconds between automatic re-handshakes (5 times as long after a failed one). A
+trigger, a plaintext alert, is not authenticated: the limit bounds what forged ones can cost (a
+handshake each; nothing leaks)."""
 
 _ALERT_HINTS: dict[int, str] = {
     20: "wrong pre-shared key?",
@@ -135,6 +139,11 @@ class DtlsClientTransport:
         self._transmissions = 0
         self._answers = 0
         self._alert: tuple[int, int] | None = None
+        self._rehandshake: asyncio.Task[None] | None = None
+        self._next_rehandshake = 0.0
+        self._resumable = False
+        self.rehandshakes = 0
+        """Sessions re-established on our own after the server said it no longer knew ours."""
         self.dropped_sends = 0
         """``send`` calls made while no session was established (the datagram was dropped)."""
 
@@ -205,6 +214,8 @@ class DtlsClientTransport:
         if self._state is not _State.ESTABLISHED or self._buffer is None:
             self.dropped_sends += 1
             logger.debug("DTLS send to %s dropped: no session", self._peer)
+            if self._resumable and self._state is _State.IDLE:
+                self._start_rehandshake()  # the CoAP layer's retransmission will find the new session
             return
         try:
             self._buffer.write(data)
@@ -215,6 +226,11 @@ class DtlsClientTransport:
 
     async def close(self) -> None:
         """Send close_notify if a session is established, then release the socket."""
+        task, self._rehandshake = self._rehandshake, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, DtlsError):
+                await task
         if self._state is _State.ESTABLISHED:
             self._close_notify()
         if self._done is not None and not self._done.done():
@@ -255,6 +271,11 @@ class DtlsClientTransport:
         """Run a new handshake on the same socket (close_notify first if a session is up)."""
         if self._state is _State.CLOSED and (self._transport is None or self._transport.is_closing()):
             raise DtlsError("transport closed")
+        task = self._rehandshake
+        if task is not None and not task.done():
+            await asyncio.shield(task)  # an automatic re-handshake is under way: use its session
+            if self._state is _State.ESTABLISHED:
+                return
         if self._state is _State.HANDSHAKE:
             raise DtlsError("a handshake is already in progress")
         if self._state is _State.ESTABLISHED:
@@ -415,8 +436,40 @@ class DtlsClientTransport:
             buffer.receive_from_network(data)
             self._drive(retransmission=False)
         else:
+            alert = plaintext_alert(data)
+            if alert is not None and alert[0] == 2:
+                self._server_lost_session(alert[1])
+                return
             buffer.receive_from_network(data)
             self._read()
+
+    def _server_lost_session(self, description: int) -> None:
+        """A plaintext fatal alert while established: the server has no session for us any more
+        (restarted, or evicted us). Handshake again right away, so the CoAP layer's retransmissions
+        reach it, instead of waiting for timeouts and a registration Update."""
+        self._lost(f"the server no longer knows this session (plaintext alert {alert_name(description)})")
+        self._resumable = True
+        self._start_rehandshake()
+
+    def _start_rehandshake(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_rehandshake or self._state is _State.CLOSED:
+            return
+        if self._rehandshake is not None and not self._rehandshake.done():
+            return
+        self._next_rehandshake = loop.time() + REHANDSHAKE_INTERVAL
+        self._rehandshake = loop.create_task(self._rehandshake_now())
+
+    async def _rehandshake_now(self) -> None:
+        if self._state is not _State.IDLE:
+            return  # someone else reconnected meanwhile
+        try:
+            await self._handshake()
+        except DtlsError as exc:
+            self._next_rehandshake = asyncio.get_running_loop().time() + 5 * REHANDSHAKE_INTERVAL
+            logger.info("dtls re-handshake failed: %s", exc)
+            return
+        self.rehandshakes += 1
 
     def _read(self) -> None:
         buffer = self._buffer
@@ -458,6 +511,7 @@ class DtlsClientTransport:
         log_event(logger, logging.INFO, "dtls session ended", server=str(self._peer), reason=reason)
         self._state = _State.IDLE
         self._buffer = None
+        self._resumable = True  # the next send handshakes again (see send)
 
     # --- plumbing ---------------------------------------------------------------------------------------
 

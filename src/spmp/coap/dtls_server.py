@@ -37,12 +37,14 @@ from spmp.coap.dtls import (
     BAD_FINISHED_ERR,
     BAD_MAC_ERR,
     BUFFER_CAPACITY,
+    CONTENT_APPLICATION_DATA,
     DEFAULT_PSK_CIPHERS,
     PEER_CLOSE_NOTIFY_ERR,
     TIMER_MARGIN,
     PskStore,
     client_random,
     fatal_alert_record,
+    first_record,
     handshake_step,
     is_client_hello,
     log_event,
@@ -61,6 +63,10 @@ Address = tuple[str, int]
 
 RECV_CHUNK = 16384
 ALERT_INTERNAL_ERROR = 80
+ALERT_UNEXPECTED_MESSAGE = 10
+UNKNOWN_SESSION_ALERT_INTERVAL = 1.0
+"""At most one "unknown session" alert per address per this many seconds (it is never larger than what
+provoked it, so it cannot amplify; the limit only keeps a chatty lost client from costing much)."""
 _PRE_COOKIE_STATES = frozenset({"HELLO_REQUEST", "CLIENT_HELLO", "SERVER_HELLO"})
 _MAX_STEPS = 64  # a handshake has ~20 steps; a bound turns an unexpected mbedtls loop into an error
 
@@ -90,6 +96,9 @@ class DtlsServerStats:
     """Datagrams ignored: not DTLS, no session and no ClientHello, oversize, or no handler."""
     dropped_sends: int = 0
     """``send`` calls for a peer without an established session (or with a different identity)."""
+    unknown_session_alerts: int = 0
+    """Encrypted records from addresses without a session (a client of a previous run, typically) answered
+    with a plaintext fatal alert, so the client knows at once to handshake again."""
 
 
 def _where(addr: Address) -> str:
@@ -245,6 +254,7 @@ class DtlsServerTransport:
         self._sweeper: asyncio.TimerHandle | None = None
         self._local: Address = ("", 0)
         self._closing = False
+        self._alerted: dict[Address, float] = {}
         self.stats = DtlsServerStats()
 
     @classmethod
@@ -398,6 +408,7 @@ class DtlsServerTransport:
         if not is_client_hello(data):
             self.stats.dropped_datagrams += 1
             logger.debug("DTLS: datagram from %s:%d without a session and not a ClientHello, dropped", *addr)
+            self._unknown_session(data, addr)
             return
         door = self._doorman
         door.setcookieparam(f"{addr[0]}:{addr[1]}".encode())  # the cookie binds the client's address
@@ -464,6 +475,24 @@ class DtlsServerTransport:
         self._sessions[addr] = session
         self._count_sessions()
         self._drive(session, retransmission=False)
+
+    def _unknown_session(self, data: bytes, addr: Address) -> None:
+        """Answer an encrypted record from an address without a session (its client still holds a
+        session this server lost, by a restart or an eviction) with a plaintext fatal alert:
+        SPMP's DTLS client then handshakes again at once instead of waiting for CoAP timeouts."""
+        record = first_record(data)
+        if record is None or record[1] == 0 or record[0] != CONTENT_APPLICATION_DATA:
+            return
+        now = self._now()
+        last = self._alerted.get(addr)
+        if last is not None and now - last < UNKNOWN_SESSION_ALERT_INTERVAL:
+            return
+        if len(self._alerted) >= 4096:
+            self._alerted.clear()
+        self._alerted[addr] = now
+        self.stats.unknown_session_alerts += 1
+        self._send_raw(fatal_alert_record(ALERT_UNEXPECTED_MESSAGE, data), addr)
+        logger.debug("DTLS: encrypted record from %s:%d without a session; alert sent", *addr)
 
     def _feed(self, session: _Session, data: bytes) -> None:
         session.buffer.receive_from_network(data)

@@ -20,6 +20,7 @@ readable confirmable message, and dropped otherwise.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import random
@@ -55,11 +56,18 @@ from spmp.coap.message import (
 from spmp.coap.observe import CancelCallback, NotificationCallback, Observation, ServedObservation
 from spmp.coap.transport import DatagramTransport, Peer
 
-__all__ = ["CoapParameters", "Endpoint", "EndpointStats", "Handler"]
+__all__ = ["CoapParameters", "Endpoint", "EndpointStats", "Handler", "UnmatchedNotificationHook"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+UnmatchedNotificationHook = Callable[[Peer, bytes, Response], Observation | Awaitable[Observation | None] | None]
+"""Asked ``hook(peer, token, notification)`` about a notification whose token no observation of ours holds
+(typically one registered by a previous run of the process). Return an :class:`Observation` made with
+:meth:`Endpoint.adopt_observation` to accept it (it is acknowledged and delivered to that observation, as
+are the following ones), or None to reset it. May be a coroutine function: the notification waits for
+the answer (a duplicate meanwhile is ignored), so keep it well below ACK_TIMEOUT."""
 
 _CON: Final = 0
 _NON: Final = 1
@@ -108,6 +116,8 @@ class EndpointStats:
     rst_received: int = 0
     handler_errors: int = 0
     unmatched: int = 0
+    adopted: int = 0
+    """Observations taken over through the unmatched-notification hook."""
 
 
 class _Ring:
@@ -186,9 +196,12 @@ class Endpoint:
         handler: Handler | None = None,
         *,
         params: CoapParameters | None = None,
+        on_unmatched_notification: UnmatchedNotificationHook | None = None,
     ) -> None:
         self.transport = transport
         self.handler: Handler = handler if handler is not None else _not_found
+        self.on_unmatched_notification = on_unmatched_notification
+        """See :data:`UnmatchedNotificationHook`; None resets every unmatched notification."""
         self.params = params if params is not None else CoapParameters()
         self.stats = EndpointStats()
         self._loop = asyncio.get_running_loop()
@@ -248,6 +261,37 @@ class Endpoint:
         observation._start(response, self._loop.time())
         if not observation.active:
             self._forget_observation(observation)
+        return observation
+
+    def adopt_observation(
+        self,
+        peer: Peer,
+        token: bytes,
+        request: Request,
+        *,
+        callback: NotificationCallback | None = None,
+        queue_size: int = 64,
+    ) -> Observation:
+        """Take over an observation registered earlier under ``token`` (by a previous run, say).
+
+        ``request`` is the original observe request (GET or FETCH; used to cancel it actively and to
+        fetch the rest of block-wise notifications). From now on notifications from ``peer`` with
+        ``token`` reach the returned observation, as if :meth:`observe` had registered it. Call it from
+        an :data:`UnmatchedNotificationHook`, or beforehand. If an active observation already holds
+        ``token`` (adopted a moment ago), that one is returned.
+        """
+        current = self._observations.get((peer, token))
+        if current is not None and current.active:
+            return current
+        req = request.copy()
+        req.observe = 0
+        observation = Observation(self, peer, req, callback, queue_size)
+        observation.token = token
+        observation.active = True
+        if current is not None:
+            current._finish(None)
+        self._observations[(peer, token)] = observation
+        self.stats.adopted += 1
         return observation
 
     def accept_observation(self, request: Request, on_cancel: CancelCallback | None = None) -> ServedObservation:
@@ -632,9 +676,76 @@ class Endpoint:
                 return
             self._notify_observation(observation, response)
             return
+        hook = self.on_unmatched_notification
+        if hook is not None and msg.get_option(_OBSERVE) is not None and 64 <= msg.code < 96:
+            self._ask_hook(hook, msg, peer, ring, slot)
+            return
         # Nobody asked for this (e.g. a notification for an observation we cancelled): reject it.
         self.stats.unmatched += 1
         ring.replies[slot] = self._send_empty(_RST, msg.mid, peer)
+
+    def _ask_hook(self, hook: UnmatchedNotificationHook, msg: Message, peer: Peer, ring: _Ring, slot: int) -> None:
+        """Let the owner adopt a notification with an unknown token (see :data:`UnmatchedNotificationHook`)."""
+        response = Response.from_message(msg, peer)
+        try:
+            answer = hook(peer, msg.token, response)
+        except Exception:
+            log.exception("unmatched-notification hook failed for %s", peer)
+            answer = None
+        if inspect.isawaitable(answer):
+            self._spawn(self._await_hook(answer, msg, peer, ring=ring, slot=slot, response=response))
+        else:
+            self._adopted(answer, msg, peer, ring=ring, slot=slot, response=response)
+
+    async def _await_hook(
+        self,
+        answer: Awaitable[Observation | None],
+        msg: Message,
+        peer: Peer,
+        *,
+        ring: _Ring,
+        slot: int,
+        response: Response,
+    ) -> None:
+        try:
+            observation = await answer
+        except Exception:
+            log.exception("unmatched-notification hook failed for %s", peer)
+            observation = None
+        if not self._closed:
+            self._adopted(observation, msg, peer, ring=ring, slot=slot, response=response)
+
+    def _adopted(
+        self,
+        observation: Observation | None,
+        msg: Message,
+        peer: Peer,
+        *,
+        ring: _Ring,
+        slot: int,
+        response: Response,
+    ) -> None:
+        reply_here = ring.mids[slot] == msg.mid
+        if observation is None:
+            self.stats.unmatched += 1
+            rst = self._send_empty(_RST, msg.mid, peer)
+            if reply_here:
+                ring.replies[slot] = rst
+            return
+        registered = self._observations.get((peer, msg.token))
+        if registered is not None and registered.active:
+            observation = registered  # adopted meanwhile (a second notification asked the hook too)
+        else:
+            self._observations[(peer, msg.token)] = observation
+        if msg.type == _CON:
+            ack = self._send_empty(_ACK, msg.mid, peer)
+            if reply_here:
+                ring.replies[slot] = ack
+        block2 = response.block2
+        if block2 is not None and block2.more:
+            self._spawn(self._complete_notification(observation, response))
+            return
+        self._notify_observation(observation, response)
 
     def _notify_observation(self, observation: Observation, response: Response) -> None:
         observation._notify(response, self._loop.time())

@@ -223,6 +223,26 @@ class ObservationManager:
                 nodes = self.decode(live, coap.response, session.model)
         return ObservationInfo(live.endpoint, live.token.hex(), live.paths, live.composite, live.content_format, nodes)
 
+    def adopt(
+        self, session: ClientSession, stored: StoredObservation, coap_for: Callable[[_Live], CoapObservation]
+    ) -> _Live:
+        """Take over an observation persisted by a previous run (its CoAP side comes from ``coap_for``,
+        which adopts the token on the endpoint); idempotent per token."""
+        live = self._by_token.get(stored.token)
+        if live is not None and live.coap is not None and live.coap.active:
+            return live
+        paths = tuple(Path.parse(p) for p in stored.paths)
+        live = _Live(session.endpoint, stored.registration_id, paths, stored.composite, stored.content_format)
+        live.token = stored.token
+        live.coap = coap_for(live)
+        self._by_token[live.token] = live
+        self._by_endpoint.setdefault(live.endpoint, {})[live.token] = live
+        log.info(
+            "observation resumed",
+            extra={"endpoint": live.endpoint, "token": live.token.hex(), "paths": list(stored.paths)},
+        )
+        return live
+
     def find(self, endpoint: str, path: Path | None = None) -> list[_Live]:
         lives = self._by_endpoint.get(endpoint)
         if not lives:

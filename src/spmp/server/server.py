@@ -190,9 +190,11 @@ class ManagementServer:
                 udp = await UdpTransport.bind(self.host, self.coap_port)
                 self.coap = Endpoint(udp, params=self.params)
                 self.coap.handler = self._handler_for(self.coap)
+                self.coap.on_unmatched_notification = self._resume_hook(self.coap)
             self.dtls = await DtlsServerTransport.bind(self.host, self.coaps_port, self.psk_store)
             self.coaps = Endpoint(self.dtls, params=self.params)
             self.coaps.handler = self._handler_for(self.coaps)
+            self.coaps.on_unmatched_notification = self._resume_hook(self.coaps)
         except BaseException:
             await self._close_endpoints()
             raise
@@ -281,6 +283,64 @@ class ManagementServer:
             return Response(Code.NOT_FOUND, b"no such resource")
 
         return handle
+
+    def _resume_hook(
+        self, via: Endpoint
+    ) -> Callable[[Peer, bytes, Response], Coroutine[Any, Any, CoapObservation | None]]:
+        """The endpoint's unmatched-notification hook: adopt notifications of persisted observations."""
+
+        async def hook(peer: Peer, token: bytes, response: Response) -> CoapObservation | None:
+            return await self._resume_observation(via, peer, token)
+
+        return hook
+
+    async def _resume_observation(self, via: Endpoint, peer: Peer, token: bytes) -> CoapObservation | None:
+        """A notification with a token this run did not register: if the Store holds that observation
+        for the peer's current registration (a previous run made it), take it over, so telemetry keeps
+        flowing after a restart without waiting for the client's next Update. Else None (RST)."""
+        session = self.registrations_manager.by_peer(peer)
+        if session is None:
+            return None
+        endpoint = session.endpoint
+        try:
+            stored = await self.store.get_observation(endpoint, token)
+        except Exception:
+            log.exception("observation lookup failed", extra={"endpoint": endpoint})
+            return None
+        if (
+            stored is None
+            or stored.registration_id != session.registration.registration_id
+            or self.registrations_manager.get(endpoint) is not session
+        ):
+            return None
+        try:
+            paths = tuple(Path.parse(p) for p in stored.paths)
+            request = self._observe_request(session, paths, stored.composite, stored.content_format)
+        except (Lwm2mError, ServerError) as exc:
+            log.info("cannot resume a stored observation", extra={"endpoint": endpoint, "error": str(exc)})
+            return None
+
+        def coap_for(live: Any) -> CoapObservation:
+            callback = self.observations.callback(live)
+            return via.adopt_observation(peer, token, request, callback=callback, queue_size=1)
+
+        live = self.observations.adopt(session, stored, coap_for)
+        dormant = self._dormant.get(endpoint)
+        if dormant is not None:
+            dormant[:] = [d for d in dormant if d.token != token]  # not to be re-observed on the next Update
+            if not dormant:
+                del self._dormant[endpoint]
+        return live.coap
+
+    def _observe_request(
+        self, session: ClientSession, paths: tuple[Path, ...], composite: bool, fmt: int | None
+    ) -> Request:
+        """The observe request (without Observe) that :meth:`observe` / :meth:`observe_composite` send."""
+        if composite:
+            cf = ContentFormat.of(fmt) if fmt is not None else self._composite_format(session)
+            payload = codecs.multi_codec_for(cf).encode_paths(paths)
+            return Request(Code.FETCH, "", payload=payload, content_format=cf, accept=cf)
+        return Request(Code.GET, str(paths[0]), accept=fmt)
 
     def _on_registration_event(self, kind: RegistrationEvent, session: ClientSession) -> None:
         registration = session.registration
