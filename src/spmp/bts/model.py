@@ -66,7 +66,7 @@ class Leaf:
             allowed = " | ".join(str(lo) if lo == hi else f"{lo}..{hi}" for lo, hi in self.ranges)
             raise LeafError(f"{self.name}: {raw} is out of range ({allowed})")
         if self.step is not None and (value - self.ranges[0][0]) % self.step != 0:
-            raise LeafError(f"{self.name}: {raw} is not a multiple of the {self.step} step")
+            raise LeafError(f"{self.name}: {raw} is off the step: it is applied in steps of {self.step}")
         return int(value) if self.kind == "uint" else value
 
     def _number(self, raw: str) -> Decimal:
