@@ -522,6 +522,8 @@ class Fleet:
         self._payload = registration_payload()
         self._stopping = False
         self._started = False
+        self.period = config.period
+        """Seconds between notifications of one observation; may be changed while running."""
 
     async def __aenter__(self) -> Fleet:
         await self.start()
@@ -709,9 +711,8 @@ class Fleet:
     async def _notify_loop(self) -> None:
         """Send each live observation's notification once per period, spread evenly over the period."""
         loop = self.loop
-        period = self.config.period
         confirmable = self.config.confirmable
-        tick = min(0.01, period / 10)
+        tick = min(0.01, self.period / 10)
         cursor = 0
         budget = 0.0
         last = loop.time()
@@ -721,7 +722,7 @@ class Fleet:
             now = loop.time()
             observations = self._observations
             n = len(observations)
-            budget += n * (now - last) / period
+            budget += n * (now - last) / self.period
             last = now
             count = int(budget)
             budget -= count
@@ -753,8 +754,9 @@ class Fleet:
 
     # -- stop ---------------------------------------------------------------------------------------
 
-    async def stop(self) -> None:
-        """De-register every registered device (bounded by ``stop_timeout``), then close the sockets."""
+    async def stop(self, *, deregister: bool = True) -> None:
+        """De-register every registered device (bounded by ``stop_timeout``; skipped when not
+        ``deregister``), then close the sockets."""
         if self._stopping:
             return
         self._stopping = True
@@ -774,7 +776,7 @@ class Fleet:
             sock.drop_timers()
         slots = asyncio.Semaphore(self.config.concurrency)
 
-        async def deregister(device: _Device) -> None:
+        async def _deregister(device: _Device) -> None:
             sock = device.socket
             if sock is None or not device.location:
                 return
@@ -794,7 +796,7 @@ class Fleet:
 
         try:
             await asyncio.wait_for(
-                asyncio.gather(*(deregister(d) for d in self.devices), return_exceptions=True),
+                asyncio.gather(*(_deregister(d) for d in self.devices if deregister), return_exceptions=True),
                 self.config.stop_timeout,
             )
         except TimeoutError:

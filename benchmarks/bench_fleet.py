@@ -1,0 +1,450 @@
+"""Benchmark: the management server under a simulated fleet, beside two baselines, on loopback.
+
+Measured in one run (each phase bounded to seconds or a few minutes, all traffic on 127.0.0.1):
+
+1. baseline: bare asyncio UDP echo round trips/s, server in another process, stock transport and
+   tuned (``max_size`` 4 KiB, see docs/reference NOTES);
+2. baseline: a plain aiocoap server answering CON GET (requests/s);
+3. the SPMP management server (another process, SQLite store in a temporary directory, plain CoAP,
+   REST API): a registration storm of N fleet devices (one UDP socket each), notification ingest
+   end to end into SQLite at increasing offered rates (CON notifications of M observed devices;
+   sustained = every notification stored and acknowledged, no backlog left 2 s after the phase),
+   REST read latency p50/p99 while ingesting at half the best sustained rate, and the server's RSS
+   per registration at N and at 100k (100k: 1000 shared sockets, Discover-on-register off).
+
+The fleet (load generator) runs in this process; on a 2-core machine it competes with the server for
+CPU, so the server figures are a floor. Run: ``make bench`` or
+``.venv/bin/python benchmarks/bench_fleet.py [--devices 10000] [--write docs/performance.md]
+[--profile server.prof]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _fleet_procs import coap_get, udp_load
+from spmp.fleet import Fleet, FleetConfig
+
+HERE = Path(__file__).parent
+PROCS = HERE / "_fleet_procs.py"
+BEGIN, END = "<!-- fleet:begin -->", "<!-- fleet:end -->"
+
+
+class Server:
+    """A helper process that printed ``READY {json}``."""
+
+    def __init__(self, proc: subprocess.Popen[str], info: dict[str, Any]) -> None:
+        self.proc = proc
+        self.info = info
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@contextmanager
+def process(*args: str, timeout: float = 30.0) -> Iterator[Server]:
+    proc = subprocess.Popen([sys.executable, str(PROCS), *args], stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = ""
+        while not line.startswith("READY "):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{args[0]} did not start")
+            line = proc.stdout.readline()
+        yield Server(proc, json.loads(line[6:]))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stored_points(db: Path) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        return int(conn.execute("SELECT count(*) FROM telemetry").fetchone()[0])
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ baselines
+
+
+async def bench_echo(seconds: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for tuned in (False, True):
+        with process("echo", *(["--tuned"] if tuned else [])) as echo:
+            rate = await udp_load(
+                echo.info["port"], lambda mid: b"x" * 40, sockets=4, window=16, seconds=seconds, tuned=tuned
+            )
+        out["tuned" if tuned else "stock"] = rate
+        log(f"echo {'tuned' if tuned else 'stock'}: {rate:,.0f} round trips/s")
+    return out
+
+
+async def bench_aiocoap(seconds: float) -> float:
+    port = free_port()
+    with process("aiocoap", "--port", str(port)):
+        rate = await udp_load(port, coap_get, sockets=16, window=4, seconds=seconds, tuned=True)
+    log(f"aiocoap GET: {rate:,.0f} requests/s")
+    return rate
+
+
+# ------------------------------------------------------------------------------------- SPMP server
+
+
+async def observe_devices(api: httpx.AsyncClient, names: list[str]) -> int:
+    slots = asyncio.Semaphore(32)
+    ok = 0
+
+    async def one(name: str) -> None:
+        nonlocal ok
+        async with slots:
+            response = await api.post(f"/api/clients/{name}/3316/0/5700/observe")
+            if response.status_code == 200:
+                ok += 1
+
+    await asyncio.gather(*(one(n) for n in names))
+    return ok
+
+
+async def wait_drained(db: Path, expected: int, patience: float) -> tuple[int, float]:
+    """Poll the store until it holds ``expected`` points or stops growing; (points, seconds waited)."""
+    started = time.monotonic()
+    last, last_change = -1, started
+    while True:
+        count = stored_points(db)
+        now = time.monotonic()
+        if count >= expected:
+            return count, now - started
+        if count != last:
+            last, last_change = count, now
+        elif now - last_change > patience:
+            return count, now - started
+        await asyncio.sleep(0.1)
+
+
+async def ingest_step(fleet: Fleet, db: Path, observed: int, rate: float, seconds: float) -> dict[str, Any]:
+    stats = fleet.stats
+    before_points = stored_points(db)
+    sent0, acked0, timeouts0 = stats.notifications_sent, stats.notifications_acked, stats.notifications_timed_out
+    behind0 = stats.notifications_behind
+    fleet.period = observed / rate
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    fleet.period = 1e9  # pause
+    elapsed = time.monotonic() - started
+    sent = stats.notifications_sent - sent0
+    _, drain = await wait_drained(db, before_points + sent, patience=3.0)
+    await asyncio.sleep(0.5)
+    stored = stored_points(db) - before_points
+    result = {
+        "offered": rate,
+        "sent_per_s": sent / elapsed,
+        "stored_per_s": stored / elapsed,
+        "sent": sent,
+        "stored": stored,
+        "acked": stats.notifications_acked - acked0,
+        "timeouts": stats.notifications_timed_out - timeouts0,
+        "generator_behind": stats.notifications_behind - behind0,
+        "drain_s": drain,
+    }
+    result["sustained"] = stored >= sent and drain < 2.0 and sent >= 0.95 * rate * elapsed
+    log(
+        f"ingest {rate:,.0f}/s offered: sent {sent:,} stored {stored:,} acked {result['acked']:,} "
+        f"drain {drain:.1f}s -> {'ok' if result['sustained'] else 'NOT sustained'}"
+    )
+    return result
+
+
+async def bench_server(devices: int, observed: int, big: int, profile: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"devices": devices, "observed": observed}
+    token = secrets.token_urlsafe(16)
+    with tempfile.TemporaryDirectory(prefix="spmp-bench-") as tmp:
+        data = Path(tmp)
+        extra = ["--profile", profile] if profile else []
+        with process("spmp", "--data", str(data), "--token", token, *extra) as server:
+            port, api_port = server.info["coap_port"], server.info["api_port"]
+            db = data / "spmp.db"
+            rss0 = rss_mib(server.pid)
+            config = FleetConfig(
+                devices,
+                f"coap://127.0.0.1:{port}",
+                period=1e9,
+                lifetime=3600,
+                concurrency=1024,
+                stop_timeout=120,
+                start_timeout=240,
+            )
+            fleet = Fleet(config)
+            log(f"registration storm: {devices:,} devices ...")
+            await fleet.start()
+            stats = fleet.stats
+            out["storm"] = {
+                "registered": stats.registered,
+                "failed": stats.failed,
+                "seconds": stats.registration_seconds,
+                "per_s": stats.registrations_per_second,
+            }
+            log(f"  {stats.registered:,} registered in {stats.registration_seconds:.1f}s, {stats.failed} failed")
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
+            ) as api:
+                health = (await api.get("/api/health")).json()
+                out["storm"]["server_clients"] = health["clients"]
+                rss1 = rss_mib(server.pid)
+                await asyncio.sleep(5)  # Discover-on-register finishing
+                rss2 = rss_mib(server.pid)
+                out["memory_10k"] = {
+                    "rss0_mib": rss0,
+                    "rss_registered_mib": rss1,
+                    "rss_settled_mib": rss2,
+                    "kib_per_registration": (rss2 - rss0) * 1024 / max(1, stats.registered),
+                }
+                names = [f"fleet-{i}" for i in range(min(observed, stats.registered))]
+                started = time.monotonic()
+                ok = await observe_devices(api, names)
+                out["observe"] = {"observed": ok, "seconds": time.monotonic() - started}
+                log(f"observed {ok} devices via REST in {out['observe']['seconds']:.1f}s")
+                steps = []
+                best = 0.0
+                for rate in (1000, 2000, 4000, 8000, 12000, 16000, 24000):
+                    step = await ingest_step(fleet, db, ok, rate, 6.0)
+                    steps.append(step)
+                    if not step["sustained"]:
+                        break
+                    best = step["stored_per_s"]
+                out["ingest"] = {"steps": steps, "max_sustained": best}
+                half = max(best / 2, 500.0)
+                fleet.period = ok / half
+                await asyncio.sleep(1.0)
+                probe = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    str(PROCS),
+                    "probe",
+                    "--url",
+                    f"http://127.0.0.1:{api_port}",
+                    "--token",
+                    token,
+                    "--path",
+                    "/api/clients/fleet-1",
+                    "--path",
+                    "/api/clients/fleet-2/telemetry?limit=20",
+                    "--seconds",
+                    "6",
+                    "--rate",
+                    "40",
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                text, _ = await probe.communicate()
+                sent0 = stats.notifications_sent
+                fleet.period = 1e9
+                latency = json.loads(text)
+                latency["ingest_rate"] = half
+                out["rest"] = latency
+                log(
+                    f"REST while ingesting {half:,.0f}/s: p50 {latency['p50_ms']:.1f} ms p99 {latency['p99_ms']:.1f} ms"
+                )
+                del sent0
+            started = time.monotonic()
+            await fleet.stop()
+            out["deregister"] = {"deregistered": stats.deregistered, "seconds": time.monotonic() - started}
+        # 100k registrations: memory
+        (data / "100k").mkdir()
+        with process("spmp", "--data", str(data / "100k"), "--token", token, "--no-discover") as server:
+            port = server.info["coap_port"]
+            rss0 = rss_mib(server.pid)
+            config = FleetConfig(
+                big,
+                f"coap://127.0.0.1:{port}",
+                period=1e9,
+                lifetime=3600,
+                sockets=min(1000, big),
+                concurrency=2048,
+                start_timeout=300,
+                stop_timeout=5,
+                prefix="big-",
+            )
+            fleet = Fleet(config)
+            log(f"{big:,} registrations over 1000 sockets ...")
+            await fleet.start()
+            rss1 = rss_mib(server.pid)
+            out["memory_100k"] = {
+                "registered": fleet.stats.registered,
+                "seconds": fleet.stats.registration_seconds,
+                "per_s": fleet.stats.registrations_per_second,
+                "rss0_mib": rss0,
+                "rss_mib": rss1,
+                "kib_per_registration": (rss1 - rss0) * 1024 / max(1, fleet.stats.registered),
+            }
+            seconds = fleet.stats.registration_seconds
+            log(f"  {fleet.stats.registered:,} registered in {seconds:.1f}s, RSS {rss1:.0f} MiB")
+            await fleet.stop(deregister=False)  # the server is stopped next
+    return out
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def render(results: dict[str, Any], command: str) -> str:
+    echo = results["echo"]
+    best_echo = max(echo.values())
+    s = results["server"]
+    ingest = s["ingest"]["max_sustained"]
+    m10, m100 = s["memory_10k"], s["memory_100k"]
+    storm = s["storm"]
+    rest = s["rest"]
+    lines = [
+        BEGIN,
+        "## Fleet: the management server under load",
+        "",
+        f"Measured {results['date']} on {results['machine']}, with `{command}`.",
+        "Everything on 127.0.0.1; the fleet (load generator) runs in the benchmark process and competes",
+        "with the server for the same cores, so server figures are a floor.",
+        "",
+        "| measurement | value | vs best echo | target (issue 6) |",
+        "|---|---:|---:|---|",
+        f"| bare asyncio UDP echo, stock transport | {echo['stock']:,.0f} round trips/s | "
+        f"{echo['stock'] / best_echo:.2f} | |",
+        f"| bare asyncio UDP echo, `max_size` 4 KiB | {echo['tuned']:,.0f} round trips/s | "
+        f"{echo['tuned'] / best_echo:.2f} | |",
+        f"| aiocoap 0.4.17 answering CON GET | {results['aiocoap']:,.0f} requests/s | "
+        f"{results['aiocoap'] / best_echo:.3f} | |",
+        f"| SPMP notification ingest into SQLite (CON, sustained, no loss) | {ingest:,.0f} notifications/s | "
+        f"{ingest / best_echo:.3f} | ≥ 0.50 of echo |",
+        f"| SPMP registration storm, {storm['registered']:,} devices | {storm['per_s']:,.0f} registrations/s "
+        f"({storm['seconds']:.1f} s, {storm['failed']} failed) | {storm['per_s'] / best_echo:.3f} | 10k in < 10 s |",
+        f"| REST read latency while ingesting {rest['ingest_rate']:,.0f}/s | p50 {rest['p50_ms']:.1f} ms, "
+        f"p99 {rest['p99_ms']:.1f} ms ({rest['requests']} requests, {rest['errors']} errors) | | p99 < 100 ms |",
+        f"| server RSS per registration at {storm['registered']:,} | {m10['kib_per_registration']:.1f} KiB "
+        f"({m10['rss0_mib']:.0f} → {m10['rss_settled_mib']:.0f} MiB) | | |",
+        f"| server RSS per registration at {m100['registered']:,} | {m100['kib_per_registration']:.1f} KiB "
+        f"({m100['rss0_mib']:.0f} → {m100['rss_mib']:.0f} MiB; {m100['per_s']:,.0f} registrations/s) | | "
+        "100k < 1 GiB |",
+        "",
+        "Ingest steps (offered → sent/stored per second, drain time after the step):",
+        "",
+        "| offered/s | sent/s | stored/s | acked | CON timeouts | drain s | sustained |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for step in s["ingest"]["steps"]:
+        lines.append(
+            f"| {step['offered']:,.0f} | {step['sent_per_s']:,.0f} | {step['stored_per_s']:,.0f} | {step['acked']:,} "
+            f"| {step['timeouts']:,} | {step['drain_s']:.1f} | {'yes' if step['sustained'] else 'no'} |"
+        )
+    lines += [
+        "",
+        "How: echo and aiocoap are served by `benchmarks/_fleet_procs.py` in their own process and driven",
+        "by a UDP client keeping 64 datagrams in flight. The SPMP server runs `ManagementServer` with",
+        "`SqliteStore` and the REST API in its own process, with the defaults except the per-address",
+        "registration rate limit, lifted because every simulated device shares 127.0.0.1. The storm uses",
+        f"one UDP socket per device (`spmp.fleet`); ingest observes /3316/0/5700 on {s['observe']['observed']:,}",
+        "devices through the REST API and raises the fleet's notification rate step by step (6 s each);",
+        "stored points are counted in the SQLite file. The 100k figure uses 1000 sockets shared by 100",
+        "devices each and Discover-on-register off (the storm only registers), RSS from /proc.",
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(target: Path, section: str) -> None:
+    text = target.read_text() if target.exists() else "# Performance\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        text = head + section.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    target.write_text(text)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "echo": await bench_echo(args.seconds),
+        "aiocoap": await bench_aiocoap(args.seconds),
+    }
+    results["server"] = await bench_server(args.devices, args.observed, args.big, args.profile)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--observed", type=int, default=2000, help="devices observed for the ingest phase")
+    parser.add_argument("--big", type=int, default=100_000, help="registrations for the memory figure")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each baseline measurement")
+    parser.add_argument("--write", type=Path, help="update the fleet section of this Markdown file")
+    parser.add_argument("--profile", help="run the SPMP server under cProfile and dump the stats here")
+    parser.add_argument("--json", type=Path, help="also write the raw results as JSON")
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    command = "python benchmarks/bench_fleet.py " + " ".join(sys.argv[1:])
+    section = render(results, command.strip())
+    print(section)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.write:
+        write_section(args.write, section)
+        log(f"wrote the fleet section of {args.write}")
+
+
+if __name__ == "__main__":
+    main()
