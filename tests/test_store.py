@@ -550,17 +550,3 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         open_store("redis://x")
     with pytest.raises(StoreError, match="names no file"):
         open_store("sqlite://")
-
-
-def test_sqlite_database_file_is_private(tmp_path: Path) -> None:
-    """The database holds PSKs and token hashes: only its owner may read it."""
-    import stat
-
-    path = tmp_path / "private.db"
-
-    async def run() -> None:
-        async with SqliteStore(str(path)) as store:
-            await store.put_api_token("ops", "secret-token")
-
-    asyncio.run(run())
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
