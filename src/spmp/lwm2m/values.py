@@ -28,12 +28,30 @@ class ObjectLink:
                 raise InvalidValueError(f"object link {name} {value!r} is not in 0..65535")
 
     @classmethod
+    def _trusted(cls, object_id: int, instance_id: int) -> ObjectLink:
+        """A link from two ints the caller knows are in 0..65535 (codecs); skips ``__post_init__``."""
+        link = _new_link(cls)
+        _set_field(link, "object_id", object_id)
+        _set_field(link, "instance_id", instance_id)
+        return link
+
+    @classmethod
     def parse(cls, text: str) -> ObjectLink:
         """Parse ``"3:0"`` as written in plain text and JSON formats."""
-        parts = text.split(":")
-        if len(parts) != 2 or not all(p.isascii() and p.isdigit() and 0 < len(p) <= 5 for p in parts):
+        object_text, colon, instance_text = text.partition(":")
+        if (
+            not colon
+            or not 0 < len(object_text) <= 5
+            or not 0 < len(instance_text) <= 5
+            or not object_text.isdigit()
+            or not instance_text.isdigit()
+            or not text.isascii()
+        ):
             raise InvalidValueError(f"object link {text!r} is not of the form OBJECT:INSTANCE")
-        return cls(int(parts[0]), int(parts[1]))
+        object_id, instance_id = int(object_text), int(instance_text)
+        if object_id <= 65535 and instance_id <= 65535:
+            return cls._trusted(object_id, instance_id)
+        return cls(object_id, instance_id)  # raises, naming the part out of range
 
     @property
     def is_null(self) -> bool:
@@ -42,6 +60,9 @@ class ObjectLink:
     def __str__(self) -> str:
         return f"{self.object_id}:{self.instance_id}"
 
+
+_new_link = object.__new__
+_set_field = object.__setattr__
 
 Value = str | int | float | bool | bytes | datetime | ObjectLink
 

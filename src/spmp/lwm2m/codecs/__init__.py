@@ -76,6 +76,10 @@ def register(codec: NodeCodec, *aliases: ContentFormat) -> None:
 
 
 def codec_for(content_format: ContentFormat | int) -> NodeCodec:
+    if _loaded:  # the per-call path: ContentFormat is an IntEnum, so members and ints share dict keys
+        found = _CODECS.get(content_format)  # type: ignore[arg-type]
+        if found is not None:
+            return found
     _load_builtin_codecs()
     fmt = ContentFormat.of(int(content_format))
     found = _CODECS.get(fmt)

@@ -484,6 +484,14 @@ def _name_record(name: str) -> bytes:
 
 
 def _cbor_head(major: int, value: int) -> bytes:
+    """:func:`write_head` as bytes, the one- to three-byte heads without a bytearray."""
+    top = major << 5
+    if value < 24:
+        return bytes((top | value,))
+    if value < 0x100:
+        return bytes((top | 24, value))
+    if value < 0x10000:
+        return bytes((top | 25, value >> 8, value & 0xFF))
     out = bytearray()
     write_head(out, major, value)
     return bytes(out)

@@ -123,7 +123,7 @@ def _read_objlnk(data: bytes, start: int, end: int) -> Value:
     if end - start != 4:
         raise _BadValueError(f"{end - start} bytes; an object link has 4")
     object_id, instance_id = _OBJLNK.unpack_from(data, start)
-    return ObjectLink(object_id, instance_id)
+    return ObjectLink._trusted(object_id, instance_id)  # two uint16: always in range
 
 
 def _read_opaque(data: bytes, start: int, end: int) -> Value:
@@ -158,6 +158,22 @@ def _plan(model: ObjectModel) -> _Plan:
     if len(_PLANS) >= 4096:  # only a caller minting models per request gets here; stay bounded
         _PLANS.clear()
     _PLANS[id(model)] = (model, plan)
+    return plan
+
+
+_SinglePlan = dict[int, tuple[_Reader, ResourceType]]
+_SINGLE_PLANS: dict[int, tuple[ObjectModel, _SinglePlan]] = {}
+
+
+def _single_plan(model: ObjectModel) -> _SinglePlan:
+    """Resource id → (value reader, type) for the single, valued resources of a model, built once."""
+    cached = _SINGLE_PLANS.get(id(model))
+    if cached is not None and cached[0] is model:
+        return cached[1]
+    plan = {rid: (reader, kind) for rid, (resource, reader, kind) in _plan(model).items() if not resource.multiple}
+    if len(_SINGLE_PLANS) >= 4096:
+        _SINGLE_PLANS.clear()
+    _SINGLE_PLANS[id(model)] = (model, plan)
     return plan
 
 
@@ -285,7 +301,7 @@ class _Decoder:
             raise self.fail(f"{model.type.value} value: {exc}", entry[4], *ids) from None
 
 
-def _instance_fast(data: bytes, plan: _Plan, instance_id: int, limits: Limits) -> ObjectInstance | None:
+def _instance_fast(data: bytes, plan: _SinglePlan, instance_id: int, limits: Limits) -> ObjectInstance | None:
     """An ``/o/i`` payload of single-value Resource TLVs in one pass, or None to let :class:`_Decoder` decide.
 
     Anything else (an Object Instance wrapper, Multiple Resources, an unknown or executable resource,
@@ -294,8 +310,9 @@ def _instance_fast(data: bytes, plan: _Plan, instance_id: int, limits: Limits) -
     """
     resources: dict[int, Resource] = {}
     end = len(data)
-    budget = limits.max_records
+    budget = limits.max_records if end > 2 * limits.max_records else end  # an entry takes 2 bytes or more
     pos = 0
+    lookup = plan.get
     while pos < end:
         type_byte = data[pos]
         if type_byte & 0xC0 != 0xC0 or len(resources) >= budget:
@@ -310,22 +327,22 @@ def _instance_fast(data: bytes, plan: _Plan, instance_id: int, limits: Limits) -
                 return None
             identifier = data[pos + 1]
             pos += 2
-        length_size = (type_byte >> 3) & 0x03
-        if length_size:
+        if type_byte & 0x18:
+            length_size = (type_byte >> 3) & 0x03
             length = int.from_bytes(data[pos : pos + length_size], "big")
             pos += length_size
         else:
             length = type_byte & 0x07
         stop = pos + length
-        found = plan.get(identifier)
-        if stop > end or found is None or found[0].multiple or identifier in resources:
+        found = lookup(identifier)
+        if stop > end or found is None or identifier in resources:
             return None  # also refuses identifier 65535: no model has it
-        kind = found[2]
+        kind = found[1]
         if kind is _FLOAT_T and length in (4, 8):
             value: Value = (_DOUBLE if length == 8 else _FLOAT).unpack_from(data, pos)[0]
         else:
             try:
-                value = found[1](data, pos, stop)
+                value = found[0](data, pos, stop)
             except _BadValueError:
                 return None
         resources[identifier] = SingleResource(identifier, value, kind)
@@ -340,7 +357,7 @@ def _decode(payload: bytes, path: Path, models: ModelLookup, limits: Limits) -> 
     data = bytes(payload)
     found = object_model(models, object_id, FMT)
     if len(path.ids) == 2:
-        fast = _instance_fast(data, _plan(found), path.ids[1], limits)
+        fast = _instance_fast(data, _single_plan(found), path.ids[1], limits)
         if fast is not None:
             return fast
     decoder = _Decoder(data, limits, found)
