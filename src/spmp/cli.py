@@ -30,6 +30,7 @@ from spmp import logging as spmp_logging
 from spmp.bootstrap.psk import ensure_server_psk
 from spmp.bootstrap.server import BootstrapServer
 from spmp.bootstrap.session import needs_generated_psk
+from spmp.coap.dtls import X509Credentials
 from spmp.lwm2m import (
     ContentFormat,
     Lwm2mError,
@@ -461,6 +462,27 @@ def _store_path(data: FilePath) -> FilePath:
     return data / "spmp.db"
 
 
+CertOption = Annotated[
+    FilePath | None, typer.Option("--cert", help="X.509 mode: our certificate (PEM; intermediates may follow).")
+]
+KeyOption = Annotated[FilePath | None, typer.Option("--key", help="X.509 mode: our private key (PEM, unencrypted).")]
+CaOption = Annotated[
+    FilePath | None, typer.Option("--ca", help="X.509 mode: the CA certificate(s) (PEM) the peer's must chain to.")
+]
+
+
+def _x509(cert: FilePath | None, key: FilePath | None, ca: FilePath | None) -> X509Credentials | None:
+    """The --cert/--key/--ca triple as credentials (None when none is given); a red error if unusable."""
+    if cert is None and key is None and ca is None:
+        return None
+    if cert is None or key is None or ca is None:
+        _fail("X.509 mode needs all three of --cert, --key and --ca")
+    try:
+        return X509Credentials.from_files(cert, key, ca)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot use the X.509 credentials: {exc}")
+
+
 @app.command()
 def server(  # noqa: PLR0917 - Typer maps each parameter to an option
     host: Annotated[
@@ -477,16 +499,31 @@ def server(  # noqa: PLR0917 - Typer maps each parameter to an option
         str | None,
         typer.Option("--api-token", help="Bearer token for the REST API (default: SPMP_API_TOKEN or DIR/api-token)."),
     ] = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Run the LwM2M management server (CoAPS with PSKs from `spmp psk add`) and its REST API.
 
     The API token is --api-token, else SPMP_API_TOKEN, else the one kept in DIR/api-token (generated
-    and printed once at first start). Stop with Ctrl-C.
+    and printed once at first start). With --cert/--key/--ca, CoAPS also accepts X.509 clients whose
+    certificate chains to the CA; such a client must register with its certificate's CN as endpoint
+    name. Stop with Ctrl-C.
     """
     db = _store_path(data)
+    certificates = _x509(cert, key, ca)
     try:
         asyncio.run(
-            _serve(host, coap_port, coaps_port, api_port=api_port, db=db, insecure=insecure, api_token=api_token)
+            _serve(
+                host,
+                coap_port,
+                coaps_port,
+                api_port=api_port,
+                db=db,
+                insecure=insecure,
+                api_token=api_token,
+                certificates=certificates,
+            )
         )
     except KeyboardInterrupt:
         pass
@@ -495,7 +532,15 @@ def server(  # noqa: PLR0917 - Typer maps each parameter to an option
 
 
 async def _serve(
-    host: str, coap_port: int, coaps_port: int, *, api_port: int, db: FilePath, insecure: bool, api_token: str | None
+    host: str,
+    coap_port: int,
+    coaps_port: int,
+    *,
+    api_port: int,
+    db: FilePath,
+    insecure: bool,
+    api_token: str | None,
+    certificates: X509Credentials | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -503,7 +548,13 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     async with SqliteStore(db) as store:
         mgmt = ManagementServer(
-            store, _registry(), host=host, coap_port=coap_port, coaps_port=coaps_port, insecure=insecure
+            store,
+            _registry(),
+            host=host,
+            coap_port=coap_port,
+            coaps_port=coaps_port,
+            insecure=insecure,
+            certificates=certificates,
         )
         await mgmt.start()
         api_task: asyncio.Task[None] | None = None
@@ -906,8 +957,15 @@ def client_command(  # noqa: PLR0917 - Typer maps each parameter to an option
         bool, typer.Option("--insecure", help="Allow plain coap:// (NoSec: no authentication, no encryption).")
     ] = False,
     lifetime: Annotated[int, typer.Option("--lifetime", help="Registration lifetime in seconds.", min=1)] = 300,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    ca: CaOption = None,
 ) -> None:
-    """Run an LwM2M client with a Device object until Ctrl-C, then de-register."""
+    """Run an LwM2M client with a Device object until Ctrl-C, then de-register.
+
+    With --cert/--key/--ca (and --server coaps://…) it uses security mode Certificate: the files go to
+    /0/x/3 (certificate), /0/x/5 (key) and /0/x/4 (the CA the server's certificate must chain to).
+    """
     from spmp.client.accounts import AccountError, ServerSpec, direct_servers, factory_bootstrap, parse_uri  # noqa: PLC0415
 
     if (server_uri is None) == (bootstrap_uri is None):
@@ -917,12 +975,26 @@ def client_command(  # noqa: PLR0917 - Typer maps each parameter to an option
         secure = parse_uri(uri).secure
     except AccountError as exc:
         _fail(str(exc))
-    key: bytes | None = None
+    credentials = _x509(cert, key, ca)
+    if credentials is not None:
+        if server_uri is None or not secure:
+            _fail("--cert/--key/--ca need --server coaps://… (certificate mode, no bootstrap)")
+        spec = ServerSpec(
+            server_uri,
+            lifetime=lifetime,
+            certificate=(credentials.chain[0], credentials.private_key, credentials.trusted[0]),
+        )
+        try:
+            asyncio.run(_run_client(endpoint, direct_servers([spec])))
+        except KeyboardInterrupt:
+            return
+        return
+    psk: bytes | None = None
     if secure:
         if not psk_identity or not psk_key:
             _fail("coaps:// needs --psk-identity and --psk-key")
         try:
-            key = bytes.fromhex(psk_key)
+            psk = bytes.fromhex(psk_key)
         except ValueError:
             _fail("--psk-key must be hexadecimal, for example 73656372657431")
     elif not insecure:
@@ -930,9 +1002,9 @@ def client_command(  # noqa: PLR0917 - Typer maps each parameter to an option
     else:
         typer.echo("warning: NoSec mode, the LwM2M traffic is neither authenticated nor encrypted", err=True)
     if server_uri is not None:
-        objects = direct_servers([ServerSpec(server_uri, lifetime=lifetime, psk_identity=psk_identity, psk_key=key)])
+        objects = direct_servers([ServerSpec(server_uri, lifetime=lifetime, psk_identity=psk_identity, psk_key=psk)])
     else:
-        objects = factory_bootstrap(uri, psk_identity, key)
+        objects = factory_bootstrap(uri, psk_identity, psk)
     try:
         asyncio.run(_run_client(endpoint, objects))
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from spmp.client.objects import StoredObject
 from spmp.client.tree import SECURITY_OBJECT, SERVER_OBJECT, ObjectTree
+from spmp.coap.dtls import X509Credentials
 from spmp.lwm2m.node import ObjectInstance, instance_from_model
 from spmp.lwm2m.objects.security import SECURITY
 from spmp.lwm2m.objects.server import SERVER
@@ -23,6 +24,7 @@ from spmp.lwm2m.response import OperationError
 from spmp.lwm2m.values import Value
 
 SECURITY_MODE_PSK = 0
+SECURITY_MODE_CERTIFICATE = 2
 SECURITY_MODE_NOSEC = 3
 DEFAULT_PORTS = {"coap": 5683, "coaps": 5684}
 
@@ -67,7 +69,9 @@ class ServerAccount:
     bootstrap: bool
     security_mode: int
     identity: bytes
+    """/0/i/3: the PSK identity, or in certificate mode our certificate (DER)."""
     secret_key: bytes
+    """/0/i/5: the PSK, or in certificate mode our private key (DER)."""
     short_server_id: int | None
     hold_off: int = 0
     server_instance: int | None = None
@@ -78,6 +82,9 @@ class ServerAccount:
     notification_storing: bool = True
     binding: str = "U"
     mute_send: bool = False
+    server_public_key: bytes = b""
+    """/0/i/4: in certificate mode the certificate (DER) the server's must chain to: its CA's, or its own
+    if self-signed."""
 
     @property
     def endpoint(self) -> ServerAddress:
@@ -91,11 +98,25 @@ class ServerAccount:
                 raise AccountError(f"{self.uri}: PSK mode needs a coaps:// URI")
             if not self.identity or not self.secret_key:
                 raise AccountError(f"{self.uri}: PSK mode needs an identity and a key")
+        elif self.security_mode == SECURITY_MODE_CERTIFICATE:
+            if not where.secure:
+                raise AccountError(f"{self.uri}: certificate mode needs a coaps:// URI")
+            if not self.identity or not self.secret_key or not self.server_public_key:
+                raise AccountError(
+                    f"{self.uri}: certificate mode needs our certificate (/0/x/3), the server's CA "
+                    "certificate (/0/x/4) and our private key (/0/x/5)"
+                )
+            try:
+                X509Credentials.from_bytes(self.identity, self.secret_key, self.server_public_key)
+            except ValueError as exc:
+                raise AccountError(f"{self.uri}: unusable certificate mode credentials: {exc}") from None
         elif self.security_mode == SECURITY_MODE_NOSEC:
             if where.secure:
                 raise AccountError(f"{self.uri}: NoSec mode needs a coap:// URI")
         else:
-            raise AccountError(f"{self.uri}: security mode {self.security_mode} is not supported (only PSK and NoSec)")
+            raise AccountError(
+                f"{self.uri}: security mode {self.security_mode} is not supported (PSK, Certificate and NoSec are)"
+            )
 
 
 def _int(instance: ObjectInstance, rid: int, default: int | None = None) -> int | None:
@@ -122,7 +143,7 @@ def read_accounts(tree: ObjectTree) -> list[ServerAccount]:
     accounts: list[ServerAccount] = []
     for iid in security.instance_ids():
         sec = security.read_instance(iid)
-        uri, identity, key = sec.value(0), sec.value(3), sec.value(5)
+        uri, identity, key, server_key = sec.value(0), sec.value(3), sec.value(5), sec.value(4)
         ssid = _int(sec, 10)
         server = servers.get(ssid) if ssid is not None and sec.value(1) is not True else None
         extra: dict[str, object] = {}
@@ -147,6 +168,7 @@ def read_accounts(tree: ObjectTree) -> list[ServerAccount]:
                 secret_key=key if isinstance(key, bytes) else b"",
                 short_server_id=ssid,
                 hold_off=_int(sec, 11, 0) or 0,
+                server_public_key=server_key if isinstance(server_key, bytes) else b"",
                 **extra,  # type: ignore[arg-type]  # keys and types fixed just above
             )
         )
@@ -196,15 +218,39 @@ class ServerSpec:
     notification_storing: bool = True
     default_pmin: int | None = None
     default_pmax: int | None = None
+    certificate: tuple[bytes, bytes, bytes] | None = None
+    """Certificate mode instead of PSK: (our certificate DER, our private key DER, the server's CA
+    certificate DER), written to /0/x/3, /0/x/5 and /0/x/4."""
 
 
 def _security_values(
-    uri: str, *, bootstrap: bool, identity: str | None, key: bytes | None, ssid: int | None
+    uri: str,
+    *,
+    bootstrap: bool,
+    identity: str | None,
+    key: bytes | None,
+    ssid: int | None,
+    certificate: tuple[bytes, bytes, bytes] | None = None,
 ) -> dict[int, Value | dict[int, Value]]:
     secure = parse_uri(uri).secure
+    if certificate is not None:
+        if not secure:
+            raise AccountError(f"{uri}: certificate mode needs a coaps:// URI")
+        own, private_key, server_ca = certificate
+        values: dict[int, Value | dict[int, Value]] = {
+            0: uri,
+            1: bootstrap,
+            2: SECURITY_MODE_CERTIFICATE,
+            3: own,
+            4: server_ca,
+            5: private_key,
+        }
+        if ssid is not None:
+            values[10] = ssid
+        return values
     if secure and (not identity or not key):
         raise AccountError(f"{uri}: coaps:// needs a PSK identity and key")
-    values: dict[int, Value | dict[int, Value]] = {
+    values = {
         0: uri,
         1: bootstrap,
         2: SECURITY_MODE_PSK if secure else SECURITY_MODE_NOSEC,
@@ -241,7 +287,14 @@ def direct_servers(
     base = len(security.instance_ids())
     for index, spec in enumerate(servers):
         sid = spec.short_server_id
-        values = _security_values(spec.uri, bootstrap=False, identity=spec.psk_identity, key=spec.psk_key, ssid=sid)
+        values = _security_values(
+            spec.uri,
+            bootstrap=False,
+            identity=spec.psk_identity,
+            key=spec.psk_key,
+            ssid=sid,
+            certificate=spec.certificate,
+        )
         security.add_instance(base + index, instance_from_model(SECURITY, base + index, values))
         server_values: dict[int, Value | dict[int, Value]] = {
             0: sid,
@@ -258,6 +311,9 @@ def direct_servers(
 
 
 __all__ = [
+    "SECURITY_MODE_CERTIFICATE",
+    "SECURITY_MODE_NOSEC",
+    "SECURITY_MODE_PSK",
     "AccountError",
     "ServerAccount",
     "ServerAddress",

@@ -22,10 +22,11 @@ import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from spmp.client.accounts import SECURITY_MODE_PSK, ServerAccount, management_accounts
+from spmp.client.accounts import SECURITY_MODE_CERTIFICATE, SECURITY_MODE_PSK, ServerAccount, management_accounts
 from spmp.client.dm import DeviceManagement
 from spmp.client.reporting import DEFAULT_STORE_LIMIT, Reporter, ServerDefaults
 from spmp.client.tree import Caller, ObjectTree
+from spmp.coap.dtls import X509Credentials
 from spmp.coap.dtls_client import DtlsClientTransport
 from spmp.coap.endpoint import CoapParameters, Endpoint, Handler
 from spmp.coap.errors import CoapError
@@ -105,7 +106,8 @@ def registration_objects(tree: ObjectTree) -> RegistrationObjects:
 async def open_endpoint(
     account: ServerAccount, options: ClientOptions, handler: Handler
 ) -> tuple[Endpoint, Peer, DtlsClientTransport | None]:
-    """A fresh endpoint towards the account's server: plain UDP (NoSec) or a DTLS PSK session."""
+    """A fresh endpoint towards the account's server: plain UDP (NoSec), or a DTLS session (PSK, or
+    X.509 with our certificate /0/x/3 and key /0/x/5, the server's certificate chaining to /0/x/4)."""
     where = account.endpoint
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(where.host, where.port, type=socket.SOCK_DGRAM)
@@ -119,6 +121,19 @@ async def open_endpoint(
             port,
             account.identity.decode("utf-8", "replace"),
             account.secret_key,
+            handshake_timeout=options.handshake_timeout,
+            retransmit_timeout=min(options.dtls_retransmit, options.handshake_timeout),
+        )
+        return Endpoint(dtls, handler, params=options.coap), dtls.peer, dtls
+    if account.security_mode == SECURITY_MODE_CERTIFICATE:
+        try:
+            credentials = X509Credentials.from_bytes(account.identity, account.secret_key, account.server_public_key)
+        except ValueError as exc:
+            raise RegistrationError(f"{account.uri}: unusable certificate mode credentials: {exc}") from None
+        dtls = await DtlsClientTransport.connect(
+            host,
+            port,
+            certificates=credentials,
             handshake_timeout=options.handshake_timeout,
             retransmit_timeout=min(options.dtls_retransmit, options.handshake_timeout),
         )

@@ -11,8 +11,12 @@ Security modes:
 * PSK (RFC 4279) is the mode LwM2M devices use; the cipher suites LwM2M 1.1 mandates,
   ``TLS-PSK-WITH-AES-128-CCM-8`` and ``TLS-PSK-WITH-AES-128-CBC-SHA256``, are always offered.
 * NoSec is plain UDP (:mod:`spmp.coap.udp`); nothing here falls back to it.
+* X.509 (LwM2M security mode Certificate): :class:`X509Credentials` gives a transport its own
+  certificate and key and the CA certificates it trusts. The server then requires a client certificate
+  signed by one of those CAs (chain, signatures and validity dates are checked by mbedtls) and names the
+  peer by the certificate's subject CN; the client checks the server's certificate the same way. The
+  ECDHE-ECDSA suites (``TLS-ECDHE-ECDSA-WITH-AES-128-CCM-8`` first, as LwM2M asks) are offered.
 * Raw public keys (RFC 7250) are not supported: mbedtls 2.28 does not implement them.
-* X.509 is possible with mbedtls but not wired into these transports yet.
 
 mbedtls is kept behind this interface (the binding targets mbedtls 2.28, out of upstream support since
 end-2024) so it can be swapped without touching the CoAP endpoint.
@@ -24,11 +28,13 @@ import importlib
 import logging
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import mbedtls._tls as _mbedtls_tls
-from mbedtls import tls
+from mbedtls import pk, tls, x509
 
 from spmp.coap.errors import CoapError
 
@@ -37,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover - re-exports for type checkers; runtime us
     from spmp.coap.dtls_server import DtlsServerStats, DtlsServerTransport
 
 __all__ = [
+    "CERTIFICATE_CIPHERS",
     "DEFAULT_PSK_CIPHERS",
     "LWM2M_PSK_CIPHERS",
     "DtlsClientTransport",
@@ -46,6 +53,8 @@ __all__ = [
     "DtlsServerTransport",
     "InMemoryPskStore",
     "PskStore",
+    "X509Credentials",
+    "subject_cn",
 ]
 
 LWM2M_PSK_CIPHERS: tuple[str, ...] = ("TLS-PSK-WITH-AES-128-CCM-8", "TLS-PSK-WITH-AES-128-CBC-SHA256")
@@ -58,6 +67,16 @@ DEFAULT_PSK_CIPHERS: tuple[str, ...] = (
     "TLS-ECDHE-PSK-WITH-AES-128-CBC-SHA256",
 )
 """What both transports offer by default: the LwM2M pair plus common PSK suites other stacks pick."""
+
+CERTIFICATE_CIPHERS: tuple[str, ...] = (
+    "TLS-ECDHE-ECDSA-WITH-AES-128-CCM-8",
+    "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
+    "TLS-ECDHE-ECDSA-WITH-AES-128-CBC-SHA256",
+    "TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256",
+    "TLS-ECDHE-RSA-WITH-AES-128-CBC-SHA256",
+)
+"""Offered in certificate mode: LwM2M's ECDHE-ECDSA suite (CCM-8) first, common ones after; the RSA ones
+serve RSA certificates."""
 
 
 class DtlsError(CoapError):
@@ -129,6 +148,160 @@ class InMemoryPskStore:
 
     def __repr__(self) -> str:
         return f"InMemoryPskStore(identities={sorted(self._keys)!r})"
+
+
+# --- X.509 ---------------------------------------------------------------------------------------------
+
+
+def _pem_blocks(data: bytes, label: bytes) -> list[bytes]:
+    blocks: list[bytes] = []
+    begin, end = b"-----BEGIN " + label + b"-----", b"-----END " + label + b"-----"
+    pos = data.find(begin)
+    while pos >= 0:
+        stop = data.find(end, pos)
+        if stop < 0:
+            break
+        blocks.append(data[pos : stop + len(end)])
+        pos = data.find(begin, stop)
+    return blocks
+
+
+def load_certificates(data: bytes) -> list[bytes]:
+    """DER certificates from PEM text (every CERTIFICATE block, in order) or from one DER certificate."""
+    if b"-----BEGIN" in data:
+        ders = [x509.CRT.from_PEM(block.decode("ascii")).to_DER() for block in _pem_blocks(data, b"CERTIFICATE")]
+        if not ders:
+            raise ValueError("no CERTIFICATE block in the PEM data")
+        return ders
+    try:
+        return [x509.CRT.from_DER(data).to_DER()]
+    except Exception as exc:
+        raise ValueError(f"not a DER or PEM certificate: {exc}") from None
+
+
+def load_private_key(data: bytes) -> bytes:
+    """A private key (EC or RSA; PKCS#8, SEC1 or PKCS#1; PEM or DER) as DER. Never logged or printed."""
+    for kind in (pk.ECC, pk.RSA):
+        try:
+            key = kind.from_buffer(data)
+        except Exception:
+            continue
+        if key._has_private():
+            return key.export_key("DER")
+    raise ValueError("not an unencrypted EC or RSA private key (PEM or DER)")
+
+
+def _private_key(der: bytes) -> pk.ECC | pk.RSA:
+    try:
+        return pk.ECC.from_DER(der)
+    except Exception:
+        return pk.RSA.from_DER(der)
+
+
+def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER item at ``pos``."""
+    if pos + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or pos + count > len(data):
+            raise ValueError("bad DER length")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    if pos + length > len(data):
+        raise ValueError("truncated DER")
+    return tag, pos, pos + length
+
+
+def _der_children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    items = []
+    while start < end:
+        item = _der_item(data, start)
+        items.append(item)
+        start = item[2]
+    return items
+
+
+_OID_COMMON_NAME = bytes((0x55, 0x04, 0x03))
+_STRING_TAGS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1", 0x1E: "utf-16-be"}
+
+
+def subject_cn(der: bytes) -> str | None:
+    """The subject CN of a DER certificate, or None if it has none or several (ambiguous identity).
+
+    Parsed from the DER itself rather than from mbedtls' one-line subject string, which does not escape
+    commas: a CN of ``x, CN=y`` must not read as two names.
+    """
+    try:
+        _, cert_start, cert_end = _der_item(der, 0)
+        _, tbs_start, tbs_end = _der_children(der, cert_start, cert_end)[0]
+        fields = _der_children(der, tbs_start, tbs_end)
+        if fields and fields[0][0] == 0xA0:  # [0] version
+            fields = fields[1:]
+        _, subject_start, subject_end = fields[4]  # serial, signature, issuer, validity, subject
+        names: list[str] = []
+        for _, set_start, set_end in _der_children(der, subject_start, subject_end):
+            for _, attr_start, attr_end in _der_children(der, set_start, set_end):
+                (_, oid_start, oid_end), (tag, value_start, value_end) = _der_children(der, attr_start, attr_end)[:2]
+                if der[oid_start:oid_end] == _OID_COMMON_NAME:
+                    names.append(der[value_start:value_end].decode(_STRING_TAGS.get(tag, "utf-8")))
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+    return names[0] if len(names) == 1 and names[0] else None
+
+
+@dataclass(frozen=True, slots=True)
+class X509Credentials:
+    """Certificate mode: our certificate chain (DER, own certificate first), our private key (DER), and
+    the CA certificates (DER) a peer's certificate must chain to. ``repr`` shows no key."""
+
+    chain: tuple[bytes, ...]
+    private_key: bytes
+    trusted: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        if not self.chain:
+            raise ValueError("certificate mode needs our own certificate")
+        if not self.private_key:
+            raise ValueError("certificate mode needs our private key")
+        if not self.trusted:
+            raise ValueError("certificate mode needs at least one trusted CA certificate")
+
+    @classmethod
+    def from_bytes(cls, certificate: bytes, private_key: bytes, trusted: bytes | Sequence[bytes]) -> X509Credentials:
+        """From PEM or DER data (``trusted``: a PEM bundle, or DER certificates); checks they parse."""
+        chain = tuple(load_certificates(certificate))
+        key = load_private_key(private_key)
+        anchors: list[bytes] = []
+        for item in [trusted] if isinstance(trusted, bytes) else trusted:
+            anchors.extend(load_certificates(item))
+        if not pk.check_pair(x509.CRT.from_DER(chain[0]).subject_public_key, _private_key(key)):
+            raise ValueError("the private key does not belong to the certificate")
+        return cls(chain, key, tuple(anchors))
+
+    @classmethod
+    def from_files(cls, certificate: str | Path, private_key: str | Path, ca: str | Path) -> X509Credentials:
+        """From PEM (or DER) files: our certificate (plus intermediates), our key, the trusted CA(s)."""
+        return cls.from_bytes(Path(certificate).read_bytes(), Path(private_key).read_bytes(), Path(ca).read_bytes())
+
+    @property
+    def identity(self) -> str | None:
+        """Our own certificate's subject CN."""
+        return subject_cn(self.chain[0])
+
+    def tls_options(self) -> dict[str, Any]:
+        """The certificate part of an mbedtls ``DTLSConfiguration``."""
+        certificates = tuple(x509.CRT.from_DER(der) for der in self.chain)
+        return {
+            "certificate_chain": (certificates, _private_key(self.private_key)),
+            "trust_store": tls.TrustStore([x509.CRT.from_DER(der) for der in self.trusted]),
+            "validate_certificates": True,
+        }
+
+    def __repr__(self) -> str:
+        return f"X509Credentials(identity={self.identity!r}, chain={len(self.chain)}, trusted={len(self.trusted)})"
 
 
 # --- mbedtls buffers ------------------------------------------------------------------------------------
@@ -230,6 +403,10 @@ MBEDTLS_REASONS: dict[int, str] = {
     0x7E00: "bad ChangeCipherSpec",
     0x7380: "no cipher suite in common",
     0x6E80: "unsupported protocol version",
+    0x2700: "certificate verification failed: not signed by a trusted CA, expired, or not yet valid",
+    0x7480: "no client certificate: certificate mode requires one",
+    0x7A00: "bad certificate message",
+    0x7600: "the certificate does not fit the negotiated cipher suite",
 }
 
 UNKNOWN_IDENTITY_ERR = 0x6C80
@@ -238,6 +415,8 @@ BAD_FINISHED_ERR = 0x7E80
 PEER_CLOSE_NOTIFY_ERR = 0x7880
 FATAL_ALERT_ERR = 0x7780
 TIMEOUT_ERR = 0x6800
+CERTIFICATE_ERRS = frozenset({0x2700, 0x7480, 0x7A00, 0x7600})
+"""mbedtls errors meaning the peer's certificate was missing, unusable or not trusted."""
 
 
 def reason_for(err: int, fallback: str) -> str:

@@ -1,4 +1,4 @@
-"""The DTLS 1.2 client transport: one PSK session to one server (python-mbedtls, memory BIOs).
+"""The DTLS 1.2 client transport: one PSK or X.509 session to one server (python-mbedtls, memory BIOs).
 
 Used by SPMP's device simulators and tests as an LwM2M client would use DTLS: connect with an identity
 and key, exchange CoAP datagrams, accept requests the server sends over the same session.
@@ -12,6 +12,12 @@ and key, exchange CoAP datagrams, accept requests the server sends over the same
 * The server is the only peer. Its :class:`~spmp.coap.transport.Peer` carries ``identity`` = the PSK
   identity of this session (ours): both ends of a session then name it the same way, and
   ``peer.secure`` is true. (A PSK server proves no identity of its own, only knowledge of our key.)
+  In certificate mode (``certificates=X509Credentials(...)``) the server must present a certificate
+  chaining to one of our trusted CAs, and ``identity`` is its subject CN; with ``server_name`` mbedtls
+  also checks that name against the certificate's CN/SAN.
+* A session the server lost (restart, eviction: it answers our records with a plaintext fatal alert, or
+  sent close_notify) is handshaken again on the next send, so the CoAP layer's retransmission finds a
+  session (rate-limited: the alert is not authenticated).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from mbedtls import tls
 from mbedtls.exceptions import TLSError
 
 from spmp.coap.dtls import (
+    CERTIFICATE_CIPHERS,
     CONTENT_ALERT,
     DEFAULT_PSK_CIPHERS,
     PEER_CLOSE_NOTIFY_ERR,
@@ -32,6 +39,7 @@ from spmp.coap.dtls import (
     TIMER_MARGIN,
     DtlsError,
     DtlsHandshakeError,
+    X509Credentials,
     alert_name,
     first_record,
     handshake_step,
@@ -40,6 +48,7 @@ from spmp.coap.dtls import (
     new_buffer,
     plaintext_alert,
     split_datagrams,
+    subject_cn,
     take_outgoing,
     tls_error_code,
     tls_error_reason,
@@ -59,6 +68,8 @@ _ALERT_HINTS: dict[int, str] = {
     20: "wrong pre-shared key?",
     51: "wrong pre-shared key?",
     40: "no cipher suite or credentials in common?",
+    42: "the server refused our certificate",
+    48: "the server does not trust the CA of our certificate",
 }
 
 
@@ -96,34 +107,44 @@ class DtlsClientTransport:
         self,
         host: str,
         port: int,
-        identity: str,
-        key: bytes,
+        identity: str | None,
+        key: bytes | None,
         *,
+        certificates: X509Credentials | None = None,
+        server_name: str | None = None,
         handshake_timeout: float,
         retransmit_timeout: float,
         ciphers: tuple[str, ...],
         mtu: int,
     ) -> None:
-        if not identity:
-            raise ValueError("a PSK identity must not be empty")
-        if not key:
-            raise ValueError("a pre-shared key must not be empty")
+        if certificates is None:
+            if not identity:
+                raise ValueError("a PSK identity must not be empty")
+            if not key:
+                raise ValueError("a pre-shared key must not be empty")
         if not 0 < retransmit_timeout <= handshake_timeout:
             raise ValueError("need 0 < retransmit_timeout <= handshake_timeout")
         self._host = host
         self._port = port
         self._identity = identity
+        self._certificates = certificates
+        self._server_certificate = b""
+        self._server_name = server_name
         self._handshake_timeout = handshake_timeout
         self._rto_initial = retransmit_timeout
         self._mtu = mtu
+        credentials: dict[str, object] = (
+            certificates.tls_options()
+            if certificates is not None
+            else {"pre_shared_key": (identity, bytes(key or b"")), "validate_certificates": False}
+        )
         config = tls.DTLSConfiguration(
-            pre_shared_key=(identity, bytes(key)),
             ciphers=ciphers,
             lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
             highest_supported_version=tls.DTLSVersion.DTLSv1_2,
-            validate_certificates=False,
             handshake_timeout_min=retransmit_timeout,
             handshake_timeout_max=handshake_timeout,
+            **credentials,  # type: ignore[arg-type]  # DTLSConfiguration's PSK or X.509 fields
         )
         self._context = tls.ClientContext(config)
         self._buffer: tls.TLSWrappedBuffer | None = None
@@ -152,26 +173,33 @@ class DtlsClientTransport:
         cls,
         host: str,
         port: int,
-        identity: str,
-        key: bytes,
+        identity: str | None = None,
+        key: bytes | None = None,
         *,
+        certificates: X509Credentials | None = None,
+        server_name: str | None = None,
         handshake_timeout: float = 15.0,
         retransmit_timeout: float = 1.0,
-        ciphers: tuple[str, ...] = DEFAULT_PSK_CIPHERS,
+        ciphers: tuple[str, ...] | None = None,
         mtu: int = 1400,
         local_address: tuple[str, int] | None = None,
     ) -> DtlsClientTransport:
-        """Open a UDP socket to ``host``:``port`` and complete a PSK handshake as ``identity``.
+        """Open a UDP socket to ``host``:``port`` and complete a PSK handshake as ``identity`` (or, with
+        ``certificates``, a mutual X.509 handshake; ``ciphers`` then defaults to the certificate suites).
 
         Raises :class:`DtlsHandshakeError` if the server refuses (its alert is named), if nothing
         answers within ``handshake_timeout`` seconds (flights are resent after ``retransmit_timeout``,
         doubling), or if the port is unreachable.
         """
+        if ciphers is None:
+            ciphers = CERTIFICATE_CIPHERS if certificates is not None else DEFAULT_PSK_CIPHERS
         self = cls(
             host,
             port,
             identity,
             key,
+            certificates=certificates,
+            server_name=server_name,
             handshake_timeout=handshake_timeout,
             retransmit_timeout=retransmit_timeout,
             ciphers=ciphers,
@@ -286,7 +314,7 @@ class DtlsClientTransport:
 
     async def _handshake(self) -> None:
         loop = asyncio.get_running_loop()
-        self._buffer = new_buffer(self._context, None)
+        self._buffer = new_buffer(self._context, self._server_name)
         self._state = _State.HANDSHAKE
         self._alert = None
         self._rto = self._rto_initial
@@ -314,6 +342,8 @@ class DtlsClientTransport:
         finally:
             self._cancel_timer()
             self._done = None
+        if self._certificates is not None:
+            self._name_server()
         log_event(
             logger,
             logging.INFO,
@@ -322,6 +352,18 @@ class DtlsClientTransport:
             identity=log_safe(self._identity),
             cipher=self.cipher,
         )
+
+    def _name_server(self) -> None:
+        """Certificate mode: the server's identity is its certificate's subject CN (mbedtls verified it)."""
+        der = self._server_certificate
+        cn = subject_cn(der) if der else None
+        if cn is None:
+            self._close_notify()
+            error = DtlsHandshakeError(self._host, self._port, "the server certificate has no single subject CN")
+            self._fail(error)
+            raise error
+        self._identity = cn
+        self._peer = Peer(self._peer.host, self._peer.port, cn)
 
     def _drive(self, *, retransmission: bool) -> None:
         buffer = self._buffer
@@ -346,6 +388,9 @@ class DtlsClientTransport:
         sent = self._flush()
         if handshake_step(buffer) == "HANDSHAKE_OVER":
             self._cancel_timer()
+            if self._certificates is not None:
+                # Kept now: the server may close the session right behind its Finished.
+                self._server_certificate = buffer.getpeercert(binary_form=True)
             self._state = _State.ESTABLISHED
             if self._done is not None and not self._done.done():
                 self._done.set_result(None)

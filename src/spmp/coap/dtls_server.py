@@ -1,4 +1,4 @@
-"""The DTLS 1.2 server transport: many PSK sessions on one UDP socket (python-mbedtls, memory BIOs).
+"""The DTLS 1.2 server transport: many PSK or X.509 sessions on one UDP socket (python-mbedtls, memory BIOs).
 
 Life of a peer::
 
@@ -18,6 +18,11 @@ Life of a peer::
 * A failed handshake sends the alert mbedtls produced (bad_record_mac for a wrong key,
   unknown_psk_identity), logs one warning line ``peer=… identity=… reason=…`` (never a key), counts it
   in :attr:`DtlsServerTransport.stats`, and forgets the peer at once.
+* Certificate mode (``certificates=X509Credentials(...)``, alone or next to a PSK store): the client
+  must present a certificate chaining to one of the trusted CAs (mbedtls checks chain, signatures and
+  dates); the peer's identity is then its certificate's subject CN (a certificate without exactly one
+  CN is refused). A refused certificate is logged with its reason and counted in
+  ``stats.certificate_refused``; mbedtls tells the client with an alert (unknown_ca, bad_certificate).
 * Errors are contained per peer: whatever one peer sends, other sessions carry on.
 """
 
@@ -37,11 +42,14 @@ from spmp.coap.dtls import (
     BAD_FINISHED_ERR,
     BAD_MAC_ERR,
     BUFFER_CAPACITY,
+    CERTIFICATE_CIPHERS,
+    CERTIFICATE_ERRS,
     CONTENT_APPLICATION_DATA,
     DEFAULT_PSK_CIPHERS,
     PEER_CLOSE_NOTIFY_ERR,
     TIMER_MARGIN,
     PskStore,
+    X509Credentials,
     client_random,
     fatal_alert_record,
     first_record,
@@ -51,6 +59,7 @@ from spmp.coap.dtls import (
     log_safe,
     new_buffer,
     split_datagrams,
+    subject_cn,
     take_outgoing,
     tls_error_code,
     tls_error_reason,
@@ -77,7 +86,11 @@ class DtlsServerStats:
 
     handshakes_ok: int = 0
     handshakes_failed: int = 0
-    """Every handshake that did not complete: wrong key, unknown identity, timeout, protocol error."""
+    """Every handshake that did not complete: wrong key, unknown identity, refused certificate, timeout,
+    protocol error."""
+    certificate_refused: int = 0
+    """Of the failed handshakes, those whose client certificate was missing, untrusted (another CA),
+    expired, or had no single subject CN."""
     unknown_identity: int = 0
     """Of the failed handshakes, those whose PSK identity the store did not know."""
     handshake_timeouts: int = 0
@@ -120,6 +133,7 @@ class _Session:
         "client_random",
         "identity",
         "last_activity",
+        "mode",
         "peer",
         "psk_problem",
         "rto",
@@ -133,6 +147,7 @@ class _Session:
         self.buffer = buffer
         self.state = _State.HANDSHAKE
         self.identity: str | None = None
+        self.mode: str | None = None
         self.psk_problem: str | None = None
         self.peer: Peer | None = None
         self.started = now
@@ -213,8 +228,9 @@ class DtlsServerTransport:
 
     def __init__(
         self,
-        psk_store: PskStore,
+        psk_store: PskStore | None,
         *,
+        certificates: X509Credentials | None = None,
         max_sessions: int,
         handshake_timeout: float,
         idle_timeout: float,
@@ -228,20 +244,26 @@ class DtlsServerTransport:
             raise ValueError("need 0 < retransmit_timeout <= handshake_timeout")
         if idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive")
-        self._psk = _PskMapping(psk_store)
+        if psk_store is None and certificates is None:
+            raise ValueError("a DTLS server needs a PSK store, certificates, or both")
+        self._psk = _PskMapping(psk_store) if psk_store is not None else None
+        self._certificates = certificates
         self._max_sessions = max_sessions
         self._handshake_timeout = handshake_timeout
         self._idle_timeout = idle_timeout
         self._rto_initial = retransmit_timeout
         self._mtu = mtu
+        x509_options: dict[str, object] = (
+            certificates.tls_options() if certificates is not None else {"validate_certificates": False}
+        )
         config = tls.DTLSConfiguration(
-            pre_shared_key_store=self._psk,
+            pre_shared_key_store=self._psk if self._psk is not None else {},
             ciphers=ciphers,
             lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
             highest_supported_version=tls.DTLSVersion.DTLSv1_2,
-            validate_certificates=False,
             handshake_timeout_min=retransmit_timeout,
             handshake_timeout_max=handshake_timeout,
+            **x509_options,  # type: ignore[arg-type]  # the keys of DTLSConfiguration's X.509 fields
         )
         self._context = tls.ServerContext(config)
         # The doorman answers ClientHellos without a valid cookie; it holds no per-peer state after that.
@@ -262,25 +284,34 @@ class DtlsServerTransport:
         cls,
         host: str,
         port: int,
-        psk_store: PskStore,
+        psk_store: PskStore | None,
         *,
+        certificates: X509Credentials | None = None,
         max_sessions: int = 10_000,
         handshake_timeout: float = 30.0,
         idle_timeout: float = 1800.0,
         retransmit_timeout: float = 1.0,
-        ciphers: tuple[str, ...] = DEFAULT_PSK_CIPHERS,
+        ciphers: tuple[str, ...] | None = None,
         mtu: int = 1400,
     ) -> DtlsServerTransport:
-        """Listen for DTLS on ``host``:``port`` (0 for an ephemeral port), keys from ``psk_store``.
+        """Listen for DTLS on ``host``:``port`` (0 for an ephemeral port), keys from ``psk_store`` and/or
+        X.509 ``certificates`` (then a client certificate is required for a certificate handshake).
 
+        ``ciphers`` defaults to the PSK suites (with a PSK store) plus the certificate suites (with
+        certificates).
         ``max_sessions`` caps sessions (handshaking and established) before new handshakes are refused;
         ``handshake_timeout`` abandons a handshake still unfinished after that many seconds;
         ``idle_timeout`` evicts an established session with no traffic either way for that long;
         ``retransmit_timeout`` is the first flight retransmission delay (RFC 6347: 1 s, doubling);
         ``mtu`` bounds the datagrams the handshake's records are packed into.
         """
+        if ciphers is None:
+            ciphers = (DEFAULT_PSK_CIPHERS if psk_store is not None else ()) + (
+                CERTIFICATE_CIPHERS if certificates is not None else ()
+            )
         self = cls(
             psk_store,
+            certificates=certificates,
             max_sessions=max_sessions,
             handshake_timeout=handshake_timeout,
             idle_timeout=idle_timeout,
@@ -360,11 +391,18 @@ class DtlsServerTransport:
     # --- introspection ---------------------------------------------------------------------------------
 
     def session_identity(self, address: tuple[str, int]) -> str | None:
-        """The PSK identity of the established session with ``address``, or None."""
+        """The identity (PSK identity or certificate CN) of the established session with ``address``, or None."""
         session = self._sessions.get(address)
         if session is None or session.state is not _State.ESTABLISHED:
             return None
         return session.identity
+
+    def session_mode(self, address: tuple[str, int]) -> str | None:
+        """``"psk"`` or ``"certificate"``: how the established session with ``address`` authenticated."""
+        session = self._sessions.get(address)
+        if session is None or session.state is not _State.ESTABLISHED:
+            return None
+        return session.mode
 
     def established_peers(self) -> list[Peer]:
         """Peers with an established session."""
@@ -413,7 +451,8 @@ class DtlsServerTransport:
         door = self._doorman
         door.setcookieparam(f"{addr[0]}:{addr[1]}".encode())  # the cookie binds the client's address
         door.receive_from_network(data)
-        self._psk.current = None
+        if self._psk is not None:
+            self._psk.current = None
         try:
             for _ in range(_MAX_STEPS):
                 state = handshake_step(door)
@@ -507,7 +546,8 @@ class DtlsServerTransport:
         """Step the handshake as far as the input allows, send what mbedtls wrote, arm the timer."""
         buffer = session.buffer
         step_before = handshake_step(buffer)
-        self._psk.current = session
+        if self._psk is not None:
+            self._psk.current = session
         try:
             for _ in range(_MAX_STEPS):
                 if handshake_step(buffer) == "HANDSHAKE_OVER":
@@ -524,7 +564,8 @@ class DtlsServerTransport:
             self._handshake_failed(session, exc)
             return
         finally:
-            self._psk.current = None
+            if self._psk is not None:
+                self._psk.current = None
 
         sent = self._flush(session)
         if handshake_step(buffer) == "HANDSHAKE_OVER":
@@ -564,6 +605,20 @@ class DtlsServerTransport:
 
     def _established(self, session: _Session) -> None:
         session.cancel_timer()
+        if session.identity is not None:
+            session.mode = "psk"
+        else:
+            # No PSK was asked for: a certificate handshake, the client's chain verified by mbedtls.
+            cn = self._certificate_identity(session)
+            if cn is None:
+                self.stats.handshakes_failed += 1
+                self.stats.certificate_refused += 1
+                self._log_failure(session, "the client certificate has no single subject CN to name it by")
+                self._close_notify(session)
+                self._remove(session)
+                return
+            session.identity = cn
+            session.mode = "certificate"
         session.state = _State.ESTABLISHED
         self._established_count += 1
         session.last_activity = self._now()
@@ -579,6 +634,15 @@ class DtlsServerTransport:
             cipher=str(session.buffer.cipher()),
         )
 
+    def _certificate_identity(self, session: _Session) -> str | None:
+        if self._certificates is None:
+            return None
+        try:
+            der = session.buffer.getpeercert(binary_form=True)
+        except (TLSError, ValueError):
+            return None
+        return subject_cn(der) if der else None
+
     def _handshake_failed(self, session: _Session, exc: TLSError) -> None:
         self._flush(session)  # the alert mbedtls wrote tells the client why, at once
         if session.psk_problem is not None:
@@ -587,6 +651,9 @@ class DtlsServerTransport:
             reason = "wrong pre-shared key (bad record MAC on Finished)"
         else:
             reason = tls_error_reason(exc)
+        if tls_error_code(exc) in CERTIFICATE_ERRS:
+            self.stats.certificate_refused += 1
+            reason = f"client certificate refused: {reason}"
         self.stats.handshakes_failed += 1
         if session.psk_problem == "unknown PSK identity":
             self.stats.unknown_identity += 1

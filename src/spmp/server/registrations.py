@@ -11,7 +11,8 @@ Design points, because this must later hold 100k registrations:
   pushes a new entry and leaves the old one to be skipped when popped (lazy deletion); the heap is
   rebuilt when stale entries outnumber live ones.
 * Security: a registration over DTLS must come from the PSK identity the Store holds for that
-  endpoint, and an endpoint that has a PSK may not register over plain CoAP (4.03, logged, counted).
+  endpoint, or over a certificate session whose certificate CN is the endpoint name, and an endpoint
+  that has a PSK may not register over plain CoAP (4.03, logged, counted).
   Update and De-register must come from the identity that registered.
 * Registration floods: a token bucket per source address; excess gets 5.03 with Max-Age telling when
   to retry, counted in :attr:`RegistrationStats.rate_limited`. Other addresses are unaffected.
@@ -163,6 +164,8 @@ class RegistrationManager:
         self.node_id = node_id
         self.stats = RegistrationStats()
         self.listeners: list[Listener] = []
+        self.certificate_peer: Callable[[Peer], bool] | None = None
+        """Tells whether a peer authenticated by X.509 certificate (its identity is then the CN)."""
         self._limiter = RateLimiter(rate, burst)
         self._clock = clock
         self._sessions: dict[str, ClientSession] = {}
@@ -399,7 +402,12 @@ class RegistrationManager:
         return _diagnostic(Code.FORBIDDEN, reason)
 
     async def _check_identity(self, endpoint: str, peer: Peer) -> Response | None:
-        """4.03 unless the peer's DTLS identity is the one stored for ``endpoint`` (None = allowed)."""
+        """4.03 unless the peer's DTLS identity is the one stored for ``endpoint``, or the peer's
+        certificate CN is ``endpoint`` (None = allowed)."""
+        if peer.identity is not None and self.certificate_peer is not None and self.certificate_peer(peer):
+            if peer.identity != endpoint:
+                return self._forbidden(endpoint, peer, "the certificate's CN is not this endpoint name")
+            return None
         if self.psk_cache is not None:
             expected = self.psk_cache.identity_of(endpoint)
         else:

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from spmp.coap.dtls import PskStore
+from spmp.coap.dtls import PskStore, X509Credentials
 from spmp.coap.dtls_server import DtlsServerTransport
 from spmp.coap.endpoint import CoapParameters, Endpoint
 from spmp.coap.errors import CoapError, PeerReset, RequestTimeout, TransportClosed
@@ -43,6 +43,7 @@ from spmp.lwm2m.link import Link, format_links, parse_links, parse_registration
 from spmp.lwm2m.model import ModelLookup, ModelRegistry, ResourceType
 from spmp.lwm2m.node import Node, ObjectInstance, ResourceInstance, SingleResource, validate
 from spmp.lwm2m.path import Path
+from spmp.server.calibration import CalibrationBackups
 from spmp.server.errors import (
     ClientNotRegistered,
     DeviceError,
@@ -121,6 +122,7 @@ class ManagementServer:
         coaps_port: int = 5684,
         insecure: bool = False,
         psk_store: PskStore | None = None,
+        certificates: X509Credentials | None = None,
         params: CoapParameters | None = None,
         awake_time: float | None = None,
         queue_timeout: float = 300.0,
@@ -146,6 +148,9 @@ class ManagementServer:
         self.discover_on_register = discover_on_register
         self.prefer_text = prefer_text
         self.psk_refresh = psk_refresh
+        self.certificates = certificates
+        """X.509 mode next to PSK: our certificate and key, and the CA(s) client certificates must chain to.
+        A registration over a certificate session must use the certificate's CN as endpoint name."""
         self.psk_cache: StorePskCache | None = StorePskCache(store) if psk_store is None else None
         self.psk_store: PskStore = psk_store if psk_store is not None else self.psk_cache  # type: ignore[assignment]
         self.events = EventHub(event_queue_size)
@@ -160,6 +165,8 @@ class ManagementServer:
         self.sink = TelemetrySink(store)
         self.observations = ObservationManager(store, self.events, self.registrations_manager, self.sink)
         self.registrations_manager.listeners.append(self._on_registration_event)
+        self.calibration = CalibrationBackups(self)  # back up 3316/3317 calibration at registration
+        self.registrations_manager.certificate_peer = self._certificate_peer
         self.coap: Endpoint | None = None
         self.coaps: Endpoint | None = None
         self.dtls: DtlsServerTransport | None = None
@@ -191,7 +198,9 @@ class ManagementServer:
                 self.coap = Endpoint(udp, params=self.params)
                 self.coap.handler = self._handler_for(self.coap)
                 self.coap.on_unmatched_notification = self._resume_hook(self.coap)
-            self.dtls = await DtlsServerTransport.bind(self.host, self.coaps_port, self.psk_store)
+            self.dtls = await DtlsServerTransport.bind(
+                self.host, self.coaps_port, self.psk_store, certificates=self.certificates
+            )
             self.coaps = Endpoint(self.dtls, params=self.params)
             self.coaps.handler = self._handler_for(self.coaps)
             self.coaps.on_unmatched_notification = self._resume_hook(self.coaps)
@@ -283,6 +292,10 @@ class ManagementServer:
             return Response(Code.NOT_FOUND, b"no such resource")
 
         return handle
+
+    def _certificate_peer(self, peer: Peer) -> bool:
+        """Whether ``peer`` authenticated with a certificate (its identity is then the certificate's CN)."""
+        return self.dtls is not None and self.dtls.session_mode(peer.address) == "certificate"
 
     def _resume_hook(
         self, via: Endpoint
