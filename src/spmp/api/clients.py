@@ -139,6 +139,9 @@ async def client_operation(request: Request) -> Response:
     if rest in ("composite/read", "composite/write"):
         _allow(method, "POST")
         return await (composite_read if rest.endswith("read") else composite_write)(request, server, endpoint)
+    if rest == "composite/observe":
+        _allow(method, "POST", "DELETE")
+        return await (composite_observe if method == "POST" else cancel_composite_observe)(request, server, endpoint)
     text, _, suffix = rest.rpartition("/")
     table: dict[str, dict[str, Handler]] = {
         "observe": {"POST": observe, "DELETE": cancel_observe},
@@ -279,6 +282,46 @@ async def composite_read(request: Request, server: ManagementServer, endpoint: s
     return JSONResponse(
         {"nodes": {str(p): (None if node is None else node_to_json(node, p)) for p, node in nodes.items()}}
     )
+
+
+async def _composite_paths(request: Request, operation: str) -> list[Path]:
+    body = await _json(request)
+    paths_json = body.get("paths") if isinstance(body, dict) else None
+    if not isinstance(paths_json, list) or not paths_json:
+        raise bad_request(f'{operation} needs {{"paths": ["/3/0/0", ...]}}')
+    return [parse_path(p, where=f"paths[{i}]") for i, p in enumerate(paths_json)]
+
+
+async def composite_observe(request: Request, server: ManagementServer, endpoint: str) -> Response:
+    """Observe-Composite: one observation of several paths (FETCH with Observe); answers the current values."""
+    _registered(server, endpoint)
+    paths = await _composite_paths(request, "composite observe")
+    info = await server.observe_composite(endpoint, paths, content_format=_format(request), timeout=_timeout(request))
+    return JSONResponse(
+        {
+            "observation": {
+                "token": info.token,
+                "paths": [str(p) for p in info.paths],
+                "composite": info.composite,
+                "contentFormat": info.content_format,
+            },
+            "nodes": {
+                str(p): (None if node is None else node_to_json(node, p))
+                for p, node in (dict.fromkeys(info.paths) | info.nodes).items()
+            },
+        }
+    )
+
+
+async def cancel_composite_observe(request: Request, server: ManagementServer, endpoint: str) -> Response:
+    """Cancel the composite observation(s) of exactly these paths (any order); ?active=false: passively."""
+    _registered(server, endpoint)
+    paths = await _composite_paths(request, "cancelling a composite observation")
+    active = _flag(request, "active", default=True)
+    cancelled = await server.cancel_composite_observation(endpoint, paths, active=active, timeout=_timeout(request))
+    if not cancelled:
+        raise not_found(f"no composite observation of {', '.join(str(p) for p in paths)} on {endpoint!r}")
+    return JSONResponse({"status": "CANCELLED", "cancelled": cancelled})
 
 
 async def composite_write(request: Request, server: ManagementServer, endpoint: str) -> Response:

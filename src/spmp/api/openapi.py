@@ -156,6 +156,23 @@ def openapi_document() -> dict[str, Any]:
                 body="#/components/schemas/Paths",
             )
         },
+        c + "/composite/observe": {
+            "post": _op(
+                "Observe-Composite: the current values and one observation of all the paths",
+                _ok("observation and nodes by path", {"type": "object"}),
+                _CLIENT,
+                _FORMAT,
+                _TIMEOUT,
+                body="#/components/schemas/Paths",
+            ),
+            "delete": _op(
+                "Cancel the composite observation of exactly these paths (?active=false: passively)",
+                _ok("cancelled", _STATUS),
+                _CLIENT,
+                _TIMEOUT,
+                body="#/components/schemas/Paths",
+            ),
+        },
         c + "/composite/write": {
             "post": _op(
                 "Write-Composite",

@@ -874,6 +874,25 @@ class ManagementServer:
             else:
                 await self.observations.cancel(live, active=False)
 
+    async def cancel_composite_observation(
+        self, endpoint: str, paths: Sequence[str | Path], *, active: bool = True, timeout: float | None = None
+    ) -> int:
+        """Cancel the composite observations of ``endpoint`` over exactly ``paths`` (in any order), actively
+        (GET/FETCH with Observe=1) or passively. Returns how many were cancelled (0: none matched)."""
+        targets = {_path(p) for p in paths}
+        session = self._session(endpoint)
+        lives = [live for live in self.observations.find(endpoint) if live.composite and set(live.paths) == targets]
+        for live in lives:
+            if active:
+
+                async def deregister(via: Endpoint, peer: Peer, live: Any = live) -> None:
+                    await self.observations.cancel(live, active=True)
+
+                await self._call(session, deregister, "/", timeout)
+            else:
+                await self.observations.cancel(live, active=False)
+        return len(lives)
+
     async def put_psk(self, endpoint: str, identity: str, key: bytes) -> None:
         """Store (or replace) an endpoint's PSK; new DTLS handshakes use it at once."""
         if self.psk_cache is None:
