@@ -565,17 +565,13 @@ class SenmlCodec:
         for record in records:
             if type(record) is not dict:
                 return None
-            size = len(record)
-            if bn_key in record:
-                if record[bn_key] != prefix:
-                    return None
-                size -= 1
+            if len(record) != 2 and (len(record) != 3 or record.get(bn_key) != prefix):
+                return None
             name = record.get(n_key)
-            if size != 2 or type(name) is not str:
+            if type(name) is not str:  # also a two-entry record holding bn: no name or no value
                 return None
             entry = table.get(name)
-            instance: int | None = None
-            if entry is None:  # "5/0": an instance of a multiple resource
+            if entry is None or entry[3]:  # "5/0": an instance of a multiple resource
                 rid_text, slash, instance_text = name.partition("/")
                 entry = table.get(rid_text)
                 if not slash or entry is None or not entry[3]:
@@ -583,8 +579,8 @@ class SenmlCodec:
                 instance = _small_id(instance_text)
                 if instance is None:
                     return None
-            elif entry[3]:
-                return None
+            else:
+                instance = None
             rid, kind, key, _ = entry
             raw = record.get(key)
             value: Value | None

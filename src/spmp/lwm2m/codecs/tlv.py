@@ -523,35 +523,43 @@ def _resource_bytes(resource: Resource, prefix: str) -> bytes:
 
 
 def _instance_body_fast(instance: ObjectInstance) -> bytes | None:
-    """The body of an instance whose resources are all single, with ids and values of the usual
-    sizes, in one loop; None sends the instance to the general encoder (and its errors)."""
+    """The body of an instance whose resources are all single, with values of up to 255 bytes, in
+    one loop; None sends the instance to the general encoder (and its errors)."""
     parts: list[bytes] = []
+    append = parts.append
     for resource_id, resource in instance.resources.items():
-        if type(resource) is not SingleResource or resource.id != resource_id or not 0 <= resource_id <= 0xFF:
+        if type(resource) is not SingleResource or resource.id != resource_id or not 0 <= resource_id <= MAX_ID:
             return None
         value = resource.value
         kind = resource.type
         if kind is _FLOAT_T and type(value) is float:
             try:
-                single = _FLOAT.pack(value)
+                data = _FLOAT.pack(value)
             except OverflowError:
-                single = b""
-            if single and _FLOAT.unpack(single)[0] == value:
-                parts.append(bytes((0xC4, resource_id)) + single)
+                data = _DOUBLE.pack(value)
             else:
-                parts.append(bytes((0xC8, resource_id, 8)) + _DOUBLE.pack(value))
-            continue
-        try:
-            data = _value_bytes(value, kind)
-        except _EncodeError:
-            return None
+                if _FLOAT.unpack(data)[0] != value:  # 4 bytes only when exact
+                    data = _DOUBLE.pack(value)
+        else:
+            try:
+                data = _value_bytes(value, kind)
+            except _EncodeError:
+                return None
         length = len(data)
-        if length < 8:
-            parts.append(bytes((0xC0 | length, resource_id)) + data)
+        if resource_id <= 0xFF:
+            if length < 8:
+                append(bytes((0xC0 | length, resource_id)))
+            elif length <= 0xFF:
+                append(bytes((0xC8, resource_id, length)))
+            else:
+                return None
+        elif length < 8:
+            append(bytes((0xE0 | length, resource_id >> 8, resource_id & 0xFF)))
         elif length <= 0xFF:
-            parts.append(bytes((0xC8, resource_id, length)) + data)
+            append(bytes((0xE8, resource_id >> 8, resource_id & 0xFF, length)))
         else:
             return None
+        append(data)
     return b"".join(parts)
 
 
