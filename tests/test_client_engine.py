@@ -551,4 +551,3 @@ def test_reconnects_with_backoff_when_server_starts_late() -> None:
             await server.close()
 
     run(main())
-
