@@ -328,6 +328,17 @@ def test_one_request_per_block() -> None:
     run(body)
 
 
+def test_concurrent_reads_share_one_connection() -> None:
+    async def body() -> None:
+        async with ChargerSimulator() as sim, source_for(sim) as source:
+            sim.update(DEMO_VALUES)
+            readings = await asyncio.gather(*(source.read() for _ in range(5)))
+        assert all(r.ok and r.charge_state == "ABSORPTION" for r in readings)
+        assert source.requests == 5 and len(sim.requests) == 5
+
+    run(body)
+
+
 def test_illegal_address_costs_only_its_block() -> None:
     extended = parse_map(
         (Path(__file__).parents[1] / "src/spmp/charger/modbus/maps/tristar_mppt.toml").read_text()

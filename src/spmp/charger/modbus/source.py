@@ -142,6 +142,7 @@ class ModbusSource:
         self.backoff_max = backoff_max
         self.requests = 0  # block reads sent, for statistics and tests
         self._client: AsyncModbusTcpClient | None = None
+        self._lock = asyncio.Lock()  # one read at a time: concurrent reads would race to reconnect
         self._backoff = backoff_initial
         self._retry_at = 0.0
 
@@ -184,7 +185,7 @@ class ModbusSource:
         )
         if not await client.connect():
             client.close()
-            self._retry_at = now + self._backoff
+            self._retry_at = asyncio.get_running_loop().time() + self._backoff
             wait, self._backoff = self._backoff, min(2 * self._backoff, self.backoff_max)
             raise ControllerUnreachableError(
                 self.endpoint,
@@ -223,6 +224,10 @@ class ModbusSource:
 
     async def read(self) -> ControllerReading:
         """Read every block once; raise `ModbusSourceError` if the controller cannot be talked to."""
+        async with self._lock:
+            return await self._read()
+
+    async def _read(self) -> ControllerReading:
         client = await self._connect()
         words: dict[tuple[RegisterKind, int], int] = {}
         errors: list[ModbusSourceError] = []
