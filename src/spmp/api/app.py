@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from spmp import __version__
-from spmp.api import admin, clients, events
+from spmp.api import admin, calibration, clients, events
 from spmp.api.errors import error_response, to_response
 from spmp.api.openapi import openapi_document
 from spmp.server import ManagementServer
@@ -138,6 +138,9 @@ def create_app(server: ManagementServer, store: Store, token: str, *, keepalive:
         Route("/api/events", g(events.events), methods=["GET"]),
         Route("/api/clients", g(clients.list_clients), methods=["GET"]),
         Route("/api/clients/{endpoint}", g(clients.get_client), methods=["GET"]),
+        Route("/api/clients/{endpoint}/calibration", g(calibration.get_calibration), methods=["GET"]),
+        Route("/api/clients/{endpoint}/calibration/backup", g(calibration.backup_calibration), methods=["POST"]),
+        Route("/api/clients/{endpoint}/calibration/restore", g(calibration.restore_calibration), methods=["POST"]),
         Route(
             "/api/clients/{endpoint}/{rest:path}",
             g(clients.client_operation),

@@ -199,6 +199,22 @@ def openapi_document() -> dict[str, Any]:
                 {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
             )
         },
+        c + "/calibration": {
+            "get": _op(
+                "The calibration backup (3316/3317 resource 5821 values)", _ok("backup", {"type": "object"}), _CLIENT
+            )
+        },
+        c + "/calibration/backup": {
+            "post": _op("Read the calibration now and replace the backup", _ok("backup", {"type": "object"}), _CLIENT)
+        },
+        c + "/calibration/restore": {
+            "post": _op(
+                "Write the backed-up calibration to the device (?from=ENDPOINT: another unit's backup)",
+                _ok("restored paths", {"type": "object"}),
+                _CLIENT,
+                {"name": "from", "in": "query", "schema": {"type": "string"}},
+            )
+        },
         "/api/security": {
             "get": _op("PSK identities (keys are never returned)", _ok("list", {"type": "array"}), _SCOPE)
         },
