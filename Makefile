@@ -30,8 +30,7 @@ debian: ## install missing Debian packages listed in scripts/debian-packages.txt
 venv: ## create .venv and pip install -e '.[dev]' when pyproject.toml changed
 	@bash scripts/setup-venv.sh
 
-demo: setup ## run the demo (embedded defaults: SQLite, loopback, no configuration)
-	$(BIN)/spmp objects
+demo: setup ## run the demo: 3 simulated sites, bootstrap + management server + API on loopback (Ctrl-C stops)
 	$(BIN)/spmp demo
 
 test: setup ## ruff check, ruff format --check, mypy, then pytest (all run; fails if any fails)

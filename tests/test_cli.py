@@ -55,7 +55,7 @@ def test_no_arguments_shows_the_commands(cli_runner: CliRunner) -> None:
         assert command in result.output
 
 
-@pytest.mark.parametrize("command", [[], ["objects"], ["decode"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["objects"], ["decode"], ["demo"], ["codecs-demo"], ["charger"]])
 def test_every_command_has_help(cli_runner: CliRunner, command: list[str]) -> None:
     result = run(cli_runner, *command, "--help")
     assert result.exit_code == 0, result.output
@@ -200,7 +200,7 @@ def test_decode_unknown_format_is_a_usage_error(cli_runner: CliRunner) -> None:
 
 
 def test_demo_round_trips_the_device_object_in_every_format(cli_runner: CliRunner) -> None:
-    result = run(cli_runner, "demo")
+    result = run(cli_runner, "codecs-demo")
     assert result.exit_code == 0, result.output
     assert "SPMP Demo Solar" in result.stdout
     for fmt in DEMO_FORMATS:

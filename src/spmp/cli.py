@@ -8,6 +8,7 @@ payload that does not decode, bad options), 1 for an internal error (a bug: reru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -415,8 +416,8 @@ DEMO_FORMATS = (
 )
 
 
-@app.command()
-def demo() -> None:
+@app.command("codecs-demo")
+def codecs_demo() -> None:
     """Encode an example Device object (/3/0) in several content formats and decode it back."""
     registry = _registry()
     model = registry.object_model(3)
@@ -1097,6 +1098,359 @@ def bts_command(  # noqa: PLR0917 - Typer maps each parameter to an option
             pass
     finally:
         server.close()
+
+
+# ------------------------------------------------------------------------------------------ charger
+
+
+def _charger_accounts(  # noqa: PLR0917 - the command's options, passed on
+    server_uri: str | None,
+    bootstrap_uri: str | None,
+    psk_identity: str | None,
+    psk_key: str | None,
+    insecure: bool,
+    lifetime: int,
+) -> tuple[Any, Any]:
+    """The Security and Server objects of a device: factory bootstrap or one direct server."""
+    from spmp.client.accounts import AccountError, ServerSpec, direct_servers, factory_bootstrap, parse_uri  # noqa: PLC0415
+
+    if (server_uri is None) == (bootstrap_uri is None):
+        _fail("give exactly one of --server and --bootstrap")
+    uri = server_uri or bootstrap_uri or ""
+    try:
+        secure = parse_uri(uri).secure
+    except AccountError as exc:
+        _fail(str(exc))
+    key: bytes | None = None
+    if secure:
+        if not psk_identity or not psk_key:
+            _fail("coaps:// needs --psk-identity and --psk-key")
+        try:
+            key = bytes.fromhex(psk_key)
+        except ValueError:
+            _fail("--psk-key must be hexadecimal, for example 73656372657431")
+    elif not insecure:
+        _fail("coap:// is unauthenticated and unencrypted (NoSec): add --insecure to use it anyway")
+    else:
+        typer.echo("warning: NoSec mode, the LwM2M traffic is neither authenticated nor encrypted", err=True)
+    if server_uri is not None:
+        return direct_servers([ServerSpec(server_uri, lifetime=lifetime, psk_identity=psk_identity, psk_key=key)])
+    return factory_bootstrap(uri, psk_identity, key)
+
+
+def _modbus_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        _fail(f"--modbus wants HOST:PORT, for example 192.0.2.10:502, not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+@app.command("charger")
+def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="LwM2M endpoint name (default: charger-SEED).")
+    ] = None,
+    bootstrap_uri: Annotated[
+        str | None, typer.Option("--bootstrap", help="Bootstrap from this server (coaps://host:port): factory mode.")
+    ] = None,
+    psk_identity: Annotated[str | None, typer.Option("--psk-identity", help="DTLS PSK identity.")] = None,
+    psk_key: Annotated[str | None, typer.Option("--psk-key", help="DTLS pre-shared key, in hexadecimal.")] = None,
+    server_uri: Annotated[
+        str | None, typer.Option("--server", help="Register directly with this LwM2M server instead.")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow plain coap:// (NoSec: no authentication, no encryption).")
+    ] = False,
+    modbus: Annotated[
+        str | None,
+        typer.Option(
+            "--modbus", help="Read a real charge controller over Modbus TCP at HOST:PORT instead of simulating."
+        ),
+    ] = None,
+    lat: Annotated[float, typer.Option("--lat", help="Latitude of the simulated site.")] = 0.0,
+    lon: Annotated[float, typer.Option("--lon", help="Longitude of the simulated site.")] = 0.0,
+    speed: Annotated[
+        float, typer.Option("--speed", help="Simulated seconds per wall second (ignored with --modbus).", min=0.001)
+    ] = 60.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated weather and sensor errors.")] = 0,
+    lifetime: Annotated[int, typer.Option("--lifetime", help="Registration lifetime in seconds.", min=1)] = 300,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Stop (and de-register) after this many wall seconds.")
+    ] = None,
+) -> None:
+    """Run one SPMP charger (LwM2M client) until Ctrl-C, then de-register.
+
+    Factory mode: `spmp charger --bootstrap coaps://127.0.0.1:5784 --psk-identity ID --psk-key HEX`.
+    With --modbus HOST:PORT the measurements come from a real controller (TriStar MPPT map).
+    """
+    name = endpoint or f"charger-{seed}"
+    accounts = _charger_accounts(server_uri, bootstrap_uri, psk_identity, psk_key, insecure, lifetime)
+    address = _modbus_address(modbus) if modbus is not None else None
+    try:
+        asyncio.run(_run_charger(name, accounts, address, lat=lat, lon=lon, speed=speed, seed=seed, duration=duration))
+    except KeyboardInterrupt:
+        return
+
+
+async def _run_charger(
+    endpoint: str,
+    accounts: tuple[Any, Any],
+    modbus: tuple[str, int] | None,
+    *,
+    lat: float,
+    lon: float,
+    speed: float,
+    seed: int,
+    duration: float | None,
+) -> None:
+    from spmp.charger.clock import SimClock  # noqa: PLC0415
+    from spmp.charger.device import ChargerDevice, ModbusMeasurementSource  # noqa: PLC0415
+    from spmp.charger.runner import ChargerRunner, simulated_charger  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    registry = _registry()
+    modbus_source: Any = None
+    if modbus is not None:
+        from spmp.charger.modbus.source import ModbusSource  # noqa: PLC0415
+
+        modbus_source = ModbusSource(modbus[0], modbus[1])
+        device = ChargerDevice(
+            ModbusMeasurementSource(modbus_source),
+            SimClock(datetime.now(UTC), 1.0),
+            registry,
+            serial=endpoint,
+            sample_interval=2.0,
+            factory_calibrated=False,
+            adc_error=0.0,
+        )
+        what = f"Modbus controller {modbus_source.endpoint}"
+    else:
+        device = simulated_charger(registry, lat=lat, lon=lon, seed=seed, speed=speed, serial=endpoint)
+        what = f"simulated site ({lat:g}, {lon:g}) at {speed:g}x"
+    runner = ChargerRunner(endpoint, device, accounts, registry)
+    try:
+        await runner.start()
+        typer.echo(f"spmp charger {endpoint!r}: {what}; Ctrl-C to de-register and stop", err=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), duration)
+    finally:
+        await runner.stop()
+        if modbus_source is not None:
+            modbus_source.close()
+
+
+# --------------------------------------------------------------------------------------------- demo
+
+DEMO_SITES = (
+    ("Nairobi", -1.29, 36.82),
+    ("Abuja", 9.08, 7.40),
+    ("Lusaka", -15.39, 28.32),
+    ("Kathmandu", 27.72, 85.32),
+    ("Dhaka", 23.81, 90.41),
+    ("Lima", -12.05, -77.04),
+)
+ALERT_NAMES = (
+    "short circuit",
+    "over-voltage",
+    "over-current",
+    "LVD",
+    "LVR",
+    "over-temp",
+    "under-temp",
+    "reverse polarity",
+    "HVD",
+    "open circuit",
+    "ground fault",
+    "sensor fault",
+    "overload",
+)
+OPER_STATES = {1: "unknown", 2: "charging", 3: "float", 4: "idle", 5: "discharging"}
+
+
+@app.command()
+def demo(
+    sites: Annotated[int, typer.Option("--sites", help="Number of simulated sites.", min=1, max=len(DEMO_SITES))] = 3,
+    speed: Annotated[float, typer.Option("--speed", help="Simulated seconds per wall second.", min=0.001)] = 60.0,
+    api_port: Annotated[int, typer.Option("--api-port", help="REST API port.")] = 8080,
+    data: DataOption = DEFAULT_DATA_DIR,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
+) -> None:
+    """Run the whole system on loopback: bootstrap server, management server + REST API, N chargers.
+
+    Each simulated site starts from factory credentials, bootstraps over DTLS, registers, and the
+    server observes its Port Status, battery and alerts. A live table shows what the server
+    receives, until Ctrl-C (or --duration); then every charger de-registers. Data: DIR/spmp.db.
+    """
+    db = _store_path(data)
+    try:
+        asyncio.run(_run_demo(sites, speed, api_port, db, duration))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        _fail(f"cannot listen: {exc}")
+
+
+async def _run_demo(count: int, speed: float, api_port: int, db: FilePath, duration: float | None) -> None:
+    import secrets  # noqa: PLC0415
+
+    from rich.live import Live  # noqa: PLC0415
+
+    from spmp.charger.runner import ChargerRunner, simulated_charger  # noqa: PLC0415
+    from spmp.client.accounts import factory_bootstrap  # noqa: PLC0415
+    from spmp.client.registration import ClientOptions  # noqa: PLC0415
+
+    host = "127.0.0.1"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    registry = _registry()
+    out = _out()
+    async with SqliteStore(db) as store:
+        mgmt = ManagementServer(store, registry, host=host, coap_port=0, coaps_port=0, psk_refresh=0.5)
+        bootstrap_server = BootstrapServer(store, registry, host=host, coap_port=0, coaps_port=0)
+        runners: list[ChargerRunner] = []
+        api_task: asyncio.Task[None] | None = None
+        watcher: asyncio.Task[None] | None = None
+        try:
+            await mgmt.start()
+            await bootstrap_server.start()
+            assert mgmt.coaps_address is not None and bootstrap_server.coaps_address is not None
+            mgmt_uri = f"coaps://{host}:{mgmt.coaps_address[1]}"
+            bs_uri = f"coaps://{host}:{bootstrap_server.coaps_address[1]}"
+            await store.put_bootstrap_config(
+                BootstrapConfig(DEFAULT_ENDPOINT, (ServerAccount(101, mgmt_uri, SecurityMode.PSK, lifetime=300),))
+            )
+            api_task = _start_api(mgmt, store, None, (host, api_port), db.parent)
+            api = f"http://{host}:{api_port}/api/clients" if api_task is not None else "not available"
+            out.print(
+                f"spmp demo: bootstrap {bs_uri}, management {mgmt_uri}, API {api} "
+                f"(token in {db.parent / 'api-token'}), data {db.parent}",
+                soft_wrap=True,
+            )
+            latest: dict[str, dict[str, Any]] = {}
+            subscription = mgmt.events.subscribe(kinds={"registered", "notification", "deregistered"})
+            watcher = loop.create_task(_demo_watch(mgmt, subscription, latest, out))
+            for index, (place, lat, lon) in enumerate(DEMO_SITES[:count]):
+                endpoint = f"demo-site-{index + 1}"
+                factory = await store.get_security(endpoint, SecurityScope.BOOTSTRAP)
+                if factory is None:
+                    factory = SecurityInfo(endpoint, f"{endpoint}-factory", secrets.token_bytes(16))
+                    await store.put_security(factory, SecurityScope.BOOTSTRAP)
+                await ensure_server_psk(store, endpoint)  # what bootstrap will give it, known to the server now
+                await bootstrap_server.psks.load()
+                if mgmt.psk_cache is not None:
+                    await mgmt.psk_cache.load()
+                device = simulated_charger(registry, lat=lat, lon=lon, seed=index + 1, speed=speed, serial=place)
+                accounts = factory_bootstrap(bs_uri, factory.psk_identity, factory.psk_key)
+                options = ClientOptions(local_host=host, retry_initial=0.5, retry_max=5.0)
+                runner = ChargerRunner(endpoint, device, accounts, registry, options=options)
+                runners.append(runner)
+                await runner.start()
+            deadline = None if duration is None else loop.time() + duration
+            live = (
+                Live(_demo_table(runners, latest, speed), console=out, auto_refresh=False) if out.is_terminal else None
+            )
+            with live if live is not None else contextlib.nullcontext():
+                while not stop.is_set() and (deadline is None or loop.time() < deadline):
+                    wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - loop.time()))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), wait)
+                    if live is not None:
+                        live.update(_demo_table(runners, latest, speed), refresh=True)
+            if live is None:
+                out.print(_demo_table(runners, latest, speed))
+        finally:
+            await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+            out.print(f"spmp demo: {len(runners)} site(s) de-registered, stopping")
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+            if api_task is not None:
+                api_task.cancel()
+                await asyncio.gather(api_task, return_exceptions=True)
+            await bootstrap_server.stop()
+            await mgmt.stop()
+
+
+async def _demo_watch(
+    mgmt: ManagementServer, subscription: Any, latest: dict[str, dict[str, Any]], out: Console
+) -> None:
+    """Keep the newest value of every path per site; observe each site once it registers."""
+    async for event in subscription:
+        if event.kind == "registered":
+            out.print(f"site {event.endpoint} registered ({event.data.get('address')})")
+            mgmt._spawn(_demo_observe(mgmt, event.endpoint))
+        elif event.kind == "notification":
+            latest.setdefault(event.endpoint, {}).update(event.data.get("values", {}))
+        elif event.kind == "deregistered":
+            latest.pop(event.endpoint, None)
+
+
+async def _demo_observe(mgmt: ManagementServer, endpoint: str) -> None:
+    from spmp.server.errors import ServerError  # noqa: PLC0415
+
+    try:
+        for path in ("/26246/0", "/26243"):
+            await mgmt.write_attributes(endpoint, path, ["pmin=1"], timeout=30)  # at most one a second
+        for path in ("/26242", "/26246/0", "/26243"):
+            await mgmt.observe(endpoint, path, timeout=30)
+    except ServerError as exc:
+        log.warning("demo: cannot observe", extra={"endpoint": endpoint, "error": str(exc)})
+
+
+def _demo_table(runners: list[Any], latest: dict[str, dict[str, Any]], speed: float) -> Table:
+    table = Table(title=f"SPMP demo: {len(runners)} sites, clock {speed:g}x (Ctrl-C to stop)", title_justify="left")
+    for name, justify in (
+        ("site", "left"),
+        ("device time (UTC)", "left"),
+        ("SOC %", "right"),
+        ("battery V", "right"),
+        ("PV W", "right"),
+        ("load W", "right"),
+        ("stage", "left"),
+        ("alerts", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for runner in runners:
+        values = latest.get(runner.endpoint, {})
+        ports = runner.device.ports
+
+        def power(index: int, values: dict[str, Any] = values) -> float | None:
+            v, i = values.get(f"/26242/{index}/1"), values.get(f"/26242/{index}/2")
+            return None if v is None or i is None else float(v) * float(i)
+
+        pv = [p for i, p in enumerate(power(i) for i in range(len(ports))) if ports[i].kind.value == "pv"]
+        loads = [p for i, p in enumerate(power(i) for i in range(len(ports))) if ports[i].kind.value == "load"]
+        stamp = values.get("/26242/0/5518")
+        alerts = [
+            f"{ports[int(path.split('/')[2])].name} {ALERT_NAMES[int(path.split('/')[3])]}"
+            for path, on in sorted(values.items())
+            if path.startswith("/26243/")
+            and on is True
+            and path.split("/")[3].isdigit()
+            and int(path.split("/")[3]) < len(ALERT_NAMES)
+        ]
+        table.add_row(
+            f"{runner.endpoint} ({runner.device.serial})",
+            "…" if stamp is None else datetime.fromtimestamp(int(stamp), UTC).strftime("%Y-%m-%d %H:%M"),
+            _cell(values.get("/26246/0/26"), "{:.0f}"),
+            _cell(values.get("/26246/0/16"), "{:.2f}"),
+            _cell(max(0.0, -sum(p for p in pv if p is not None)) if pv and None not in pv else None, "{:.0f}"),
+            _cell(sum(p for p in loads if p is not None) if loads and None not in loads else None, "{:.0f}"),
+            OPER_STATES.get(values.get("/26246/0/13", 0), "…"),
+            ", ".join(alerts) or "-",
+        )
+    return table
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "…" if value is None else fmt.format(value)
 
 
 # -------------------------------------------------------------------------------------------- fleet

@@ -43,11 +43,11 @@ def simulated_charger(
 ) -> ChargerDevice:
     """A 48 V simulated site (``Site.default_48v``) as a charger device on an accelerated clock.
 
-    The default start is today 06:00 local solar time at ``lon`` (sunrise, so a demo shows the day).
+    The default start is today 08:00 local solar time at ``lon`` (the sun is up: a demo shows the day).
     """
     if start is None:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        start = today.replace(hour=int((6 - lon / 15.0) % 24))
+        start = today.replace(hour=int((8 - lon / 15.0) % 24))
     site = Site.default_48v(lat, lon, seed, start=start, soc=soc)
     clock = SimClock(start, speed, manual=manual)
     return ChargerDevice(
