@@ -340,6 +340,8 @@ def _instance_fast(data: bytes, plan: _SinglePlan, instance_id: int, limits: Lim
         kind = found[1]
         if kind is _FLOAT_T and length in (4, 8):
             value: Value = (_DOUBLE if length == 8 else _FLOAT).unpack_from(data, pos)[0]
+        elif kind is _INTEGER and length in _INT_SIZES:
+            value = int.from_bytes(data[pos:stop], "big", signed=True)
         else:
             try:
                 value = found[0](data, pos, stop)
