@@ -29,7 +29,7 @@ from spmp.charger.site import SiteSnapshot
 
 __all__ = ["DEMO_VALUES", "ChargerSimulator", "ReadRequest", "snapshot_values"]
 
-#: A 48 V site at midday, absorbing: what `spmp charger --modbus-sim` serves by default.
+#: A 48 V site at midday, absorbing: fixed values for a demo or a test that needs plausible numbers.
 DEMO_VALUES: Mapping[str, float | str] = {
     "battery_voltage": 56.4,
     "array_voltage": 88.2,
