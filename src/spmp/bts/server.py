@@ -448,7 +448,7 @@ class BtsNetconfServer:
 
     def _rpc_edit_config(self, session: _Session, op: etree._Element) -> None:
         self._datastore(op, "target")
-        self._check_lock(session)
+        self._check_lock(session)  # before parsing the options: a locked datastore is the first thing to say
         default_operation = (op.findtext(_NC + "default-operation") or "merge").strip()
         test_option = (op.findtext(_NC + "test-option") or "test-then-set").strip()
         error_option = (op.findtext(_NC + "error-option") or "stop-on-error").strip()
@@ -466,7 +466,9 @@ class BtsNetconfServer:
                 error_type="protocol",
                 info={"bad-element": "config"},
             )
-        self.device.edit(config, default_operation)
+        with self._guard:  # so no other session can take the lock between the check and the edit
+            self._check_lock(session)
+            self.device.edit(config, default_operation)
 
     def _check_lock(self, session: _Session) -> None:
         owner = self.lock_owner
