@@ -12,6 +12,8 @@ than conditions and are defined so that they still read as a state:
   low-voltage disconnect: a false→true transition is the reconnection event.
 
 Resources 5–12 are SPMP additions, the conditions a solar charge controller commonly detects.
+Resource 13 (Smart Load Fault) is an SPMP addition for the smart-load rules (docs/smart-load.md):
+true while a rule's target refuses or does not answer the charger's writes.
 Timestamp reuses the IPSO common resource 5518.
 """
 
@@ -41,6 +43,7 @@ class AlertsResource(IntEnum):
     GROUND_FAULT = 10
     SENSOR_FAULT = 11
     OVERLOAD = 12
+    SMART_LOAD_FAULT = 13
     TIMESTAMP = 5518
 
 
@@ -151,6 +154,15 @@ ALERTS = define_object(
             BOOLEAN,
             description="SPMP addition: the port current has stayed above its continuous rating long enough to "
             "trip the thermal (I²t) protection, as opposed to an instantaneous Over-Current.",
+        ),
+        res(
+            AlertsResource.SMART_LOAD_FAULT,
+            "Smart Load Fault",
+            READ,
+            BOOLEAN,
+            description="SPMP addition: the charger cannot apply a smart-load rule to the load on this port (the "
+            "BTS is unreachable or refuses the edit, or the output refuses the switch); it keeps "
+            "retrying with backoff and clears the alert once every pending write succeeded.",
         ),
         res(
             AlertsResource.TIMESTAMP,

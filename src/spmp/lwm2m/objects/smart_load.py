@@ -20,7 +20,14 @@ Decisions where the seed is vague, recorded here and in the resource description
   only when the voltage rises above threshold + Hysteresis (an SPMP addition, default 2 % of the
   threshold when absent), so that a sagging battery cannot make the load flap. For each target
   resource the active rule with the lowest threshold wins; when no rule for a resource is active,
-  the charger restores the value the resource had before the first rule took effect.
+  the charger restores the value the resource had before the first rule took effect (or the value
+  an operator wrote by hand while rules held it: a manual write overrides the rules then holding the
+  resource until they clear).
+* A rule changes state only after its condition held for the confirmation time (60 s by default,
+  rejecting load-step dips), stays in each state at least Minimum Dwell (an SPMP addition, default
+  300 s), and rules fire from the highest threshold down and restore in reverse; Fault (an SPMP
+  addition, read-only) reports a target the charger cannot write. docs/smart-load.md has the
+  complete semantics.
 * Value holds the plain-text (content format 0) encoding of the value, and Type names the LwM2M
   data type to decode it as: String, Integer, Unsigned Integer, Float, Boolean, Opaque (Value taken as
   raw bytes), Time or Objlnk. Text keeps rules readable in every content format.
@@ -85,6 +92,8 @@ class SmartLoadRuleResource(IntEnum):
     TYPE = 5
     HYSTERESIS = 6
     ACTIVE = 7
+    MINIMUM_DWELL = 8
+    FAULT = 9
 
 
 SMART_LOAD_BTS = define_object(
@@ -294,6 +303,24 @@ SMART_LOAD_RULES = define_object(
             READ,
             BOOLEAN,
             description="SPMP addition: true while the charger applies this rule.",
+        ),
+        res(
+            SmartLoadRuleResource.MINIMUM_DWELL,
+            "Minimum Dwell",
+            READ_WRITE,
+            INTEGER,
+            range="0..86400",
+            units="s",
+            description="SPMP addition: the rule stays active (or inactive) at least this long after a change, "
+            "and the rules never change its target twice within this time; absent means 300 s.",
+        ),
+        res(
+            SmartLoadRuleResource.FAULT,
+            "Fault",
+            READ,
+            BOOLEAN,
+            description="SPMP addition: true while the charger cannot write the rule's target (unreachable or "
+            "refusing) and keeps retrying with backoff; the Smart Load Fault alert is raised with it.",
         ),
     ],
 )
