@@ -87,7 +87,9 @@ class Path:
             if len(part) > 5:
                 raise PathError(f"invalid path {text!r}: level {position + 1} is larger than {MAX_ID}")
             ids.append(int(part))
-        return cls(tuple(ids))
+        if max(ids) <= MAX_ID:  # every other check is done above
+            return cls._trusted(tuple(ids))
+        return cls(tuple(ids))  # raises, naming the level out of range
 
     @property
     def level(self) -> PathLevel:
@@ -140,7 +142,7 @@ class Path:
     def parent(self) -> Path:
         if not self.ids:
             raise PathError("the root path has no parent")
-        return Path(self.ids[:-1])
+        return Path._trusted(self.ids[:-1])  # a prefix of valid ids
 
     def starts_with(self, prefix: Path) -> bool:
         """True when this path equals ``prefix`` or lies below it."""
