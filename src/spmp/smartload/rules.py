@@ -126,17 +126,17 @@ class Rule:
         assert self.target.object_id is not None and self.target.instance_id is not None
         assert self.target.resource_id is not None
         values: dict[int, Value] = {
-            R.VOLTAGE_THRESHOLD: self.threshold,
-            R.OBJECT_ID: self.target.object_id,
-            R.OBJECT_INSTANCE_ID: self.target.instance_id,
-            R.RESOURCE_ID: self.target.resource_id,
-            R.VALUE: self.raw_value,
-            R.TYPE: self.type_name,
+            int(R.VOLTAGE_THRESHOLD): self.threshold,
+            int(R.OBJECT_ID): self.target.object_id,
+            int(R.OBJECT_INSTANCE_ID): self.target.instance_id,
+            int(R.RESOURCE_ID): self.target.resource_id,
+            int(R.VALUE): self.raw_value,
+            int(R.TYPE): self.type_name,
         }
         if self.hysteresis is not None:
-            values[R.HYSTERESIS] = self.hysteresis
+            values[int(R.HYSTERESIS)] = self.hysteresis
         if self.dwell is not None:
-            values[R.MINIMUM_DWELL] = int(self.dwell)
+            values[int(R.MINIMUM_DWELL)] = int(self.dwell)
         return values
 
 
@@ -155,17 +155,17 @@ def rule_resources(
         raise ValueError(f"a rule targets a resource, not {path}")
     assert path.object_id is not None and path.instance_id is not None and path.resource_id is not None
     values: dict[int, Value] = {
-        R.VOLTAGE_THRESHOLD: float(threshold),
-        R.OBJECT_ID: path.object_id,
-        R.OBJECT_INSTANCE_ID: path.instance_id,
-        R.RESOURCE_ID: path.resource_id,
-        R.VALUE: value.encode() if isinstance(value, str) else value,
-        R.TYPE: type_name,
+        int(R.VOLTAGE_THRESHOLD): float(threshold),
+        int(R.OBJECT_ID): path.object_id,
+        int(R.OBJECT_INSTANCE_ID): path.instance_id,
+        int(R.RESOURCE_ID): path.resource_id,
+        int(R.VALUE): value.encode() if isinstance(value, str) else value,
+        int(R.TYPE): type_name,
     }
     if hysteresis is not None:
-        values[R.HYSTERESIS] = float(hysteresis)
+        values[int(R.HYSTERESIS)] = float(hysteresis)
     if dwell is not None:
-        values[R.MINIMUM_DWELL] = dwell
+        values[int(R.MINIMUM_DWELL)] = dwell
     return values
 
 
@@ -325,6 +325,8 @@ class RuleEngine:
         self._seq = 0
         self._last_t: float | None = None
         self._voltage: float | None = None
+        self.revision = 0
+        """Bumped by every change worth persisting (not by samples that only advance confirmations)."""
 
     # -- inspection -----------------------------------------------------------------------------------
     @property
@@ -369,6 +371,7 @@ class RuleEngine:
     # -- rules ------------------------------------------------------------------------------------------
     def set_rule(self, rule: Rule, t: float) -> None:
         """Create or modify a rule (an operator action: applies at once, not subject to dwell)."""
+        self.revision += 1
         state = self._rules.get(rule.id)
         if state is None:
             self._rules[rule.id] = _RuleState(rule)
@@ -387,6 +390,7 @@ class RuleEngine:
         state = self._rules.pop(rule_id, None)
         if state is None:
             return
+        self.revision += 1
         for target in self._targets.values():
             target.suspended.discard(rule_id)
         self._rearbitrate(state.rule.target, t)
@@ -451,6 +455,7 @@ class RuleEngine:
         target = self._targets.get(path)
         if target is None or target.original is not None:
             return
+        self.revision += 1
         target.original = value
         target.applied = value
         target.applied_known = True
@@ -463,6 +468,7 @@ class RuleEngine:
         target = self._targets.get(path)
         if target is None:
             return
+        self.revision += 1
         target.applied = value
         target.applied_known = True
         self._maybe_release(path)
@@ -470,7 +476,8 @@ class RuleEngine:
     def record_failure(self, path: Path) -> None:
         """A write into ``path`` failed or timed out: the target may hold anything; write again."""
         target = self._targets.get(path)
-        if target is not None and target.original is not None:
+        if target is not None and target.original is not None and target.applied_known:
+            self.revision += 1
             target.applied_known = False
 
     def external_write(self, path: Path, value: Value, t: float) -> bool:
@@ -487,6 +494,7 @@ class RuleEngine:
             value = coerce(value, target.kind, path=str(path))
         except InvalidValueError:
             return False
+        self.revision += 1
         target.original = value
         target.applied = value
         target.applied_known = True
@@ -540,6 +548,7 @@ class RuleEngine:
                 return False
             self._commit(path, after, state.rule.target_type, t)
             changed.add(path)
+        self.revision += 1
         state.since = t
         state.pending_since = None
         if not state.active:
@@ -675,6 +684,7 @@ class RuleEngine:
             raise ValueError(f"not a smart-load engine snapshot: {exc!r}") from None
         self.config, self._rules, self._targets, self._last_change = config, rules, targets, last_change
         self._seq, self._last_t, self._voltage = seq, last_t, voltage
+        self.revision += 1
 
 
 def _encode(value: Value | None, kind: ResourceType) -> str | None:
