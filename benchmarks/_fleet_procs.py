@@ -80,15 +80,18 @@ async def aiocoap_server(port: int) -> None:
 # ------------------------------------------------------------------------------------ spmp server
 
 
-async def spmp_server(data: Path, token: str, discover: bool, profile: str | None) -> None:
+async def spmp_server(data: Path, token: str, discover: bool, profile: str | None, inline: bool) -> None:
     import uvicorn
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
 
     from spmp.api.app import create_app
     from spmp.lwm2m.objects import default_registry
     from spmp.server import ManagementServer
     from spmp.store import SqliteStore
 
-    async with SqliteStore(data / "spmp.db") as store:
+    async with SqliteStore(data / "spmp.db", threaded=not inline) as store:
         server = ManagementServer(
             store,
             default_registry(),
@@ -108,9 +111,13 @@ async def spmp_server(data: Path, token: str, discover: bool, profile: str | Non
         sock.bind(("127.0.0.1", 0))
         api_port = sock.getsockname()[1]
         sock.close()
-        config = uvicorn.Config(
-            create_app(server, store, token), host="127.0.0.1", port=api_port, log_level="warning", lifespan="off"
-        )
+        app = create_app(server, store, token)
+
+        async def bench_stats(request: Request) -> JSONResponse:
+            return JSONResponse(server.stats())
+
+        app.router.routes.append(Route("/bench/stats", bench_stats, methods=["GET"]))
+        config = uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning", lifespan="off")
         http = uvicorn.Server(config)
         http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         api = asyncio.get_running_loop().create_task(http.serve())
@@ -243,6 +250,8 @@ def main() -> None:
     p.add_argument("--token", required=True)
     p.add_argument("--no-discover", action="store_true")
     p.add_argument("--profile")
+    p.add_argument("--inline", action="store_true", help="SqliteStore(threaded=False)")
+    p.add_argument("--uvloop", action="store_true", help="run on uvloop")
     p = sub.add_parser("probe")
     p.add_argument("--url", required=True)
     p.add_argument("--token", required=True)
@@ -255,7 +264,13 @@ def main() -> None:
     elif args.what == "aiocoap":
         asyncio.run(aiocoap_server(args.port))
     elif args.what == "spmp":
-        asyncio.run(spmp_server(args.data, args.token, not args.no_discover, args.profile))
+        coro = spmp_server(args.data, args.token, not args.no_discover, args.profile, args.inline)
+        if args.uvloop:
+            import uvloop
+
+            uvloop.run(coro)
+        else:
+            asyncio.run(coro)
     else:
         rest_probe(args.url, args.token, args.path, args.seconds, args.rate)
 

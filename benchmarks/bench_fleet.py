@@ -199,130 +199,200 @@ async def ingest_step(fleet: Fleet, db: Path, observed: int, rate: float, second
     return result
 
 
-async def bench_server(devices: int, observed: int, big: int, profile: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"devices": devices, "observed": observed}
+async def bench_server(args: argparse.Namespace) -> dict[str, Any]:
+    phases: set[str] = args.phases
+    devices, observed, big = args.devices, args.observed, args.big
+    out: dict[str, Any] = {"devices": devices, "observed": observed, "server_args": args.server_args}
     token = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="spmp-bench-") as tmp:
         data = Path(tmp)
-        extra = ["--profile", profile] if profile else []
-        with process("spmp", "--data", str(data), "--token", token, *extra) as server:
-            port, api_port = server.info["coap_port"], server.info["api_port"]
-            db = data / "spmp.db"
-            rss0 = rss_mib(server.pid)
-            config = FleetConfig(
-                devices,
-                f"coap://127.0.0.1:{port}",
-                period=1e9,
-                lifetime=3600,
-                concurrency=1024,
-                stop_timeout=120,
-                start_timeout=240,
-            )
-            fleet = Fleet(config)
-            log(f"registration storm: {devices:,} devices ...")
-            await fleet.start()
-            stats = fleet.stats
-            out["storm"] = {
-                "registered": stats.registered,
-                "failed": stats.failed,
-                "seconds": stats.registration_seconds,
-                "per_s": stats.registrations_per_second,
-            }
-            log(f"  {stats.registered:,} registered in {stats.registration_seconds:.1f}s, {stats.failed} failed")
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
-            ) as api:
-                health = (await api.get("/api/health")).json()
-                out["storm"]["server_clients"] = health["clients"]
-                rss1 = rss_mib(server.pid)
-                await asyncio.sleep(5)  # Discover-on-register finishing
-                rss2 = rss_mib(server.pid)
-                out["memory_10k"] = {
-                    "rss0_mib": rss0,
-                    "rss_registered_mib": rss1,
-                    "rss_settled_mib": rss2,
-                    "kib_per_registration": (rss2 - rss0) * 1024 / max(1, stats.registered),
+        extra = (["--profile", args.profile] if args.profile else []) + list(args.server_args)
+        if phases & {"storm", "ingest", "rest"}:
+            with process("spmp", "--data", str(data), "--token", token, *extra) as server:
+                port, api_port = server.info["coap_port"], server.info["api_port"]
+                db = data / "spmp.db"
+                rss0 = rss_mib(server.pid)
+                config = FleetConfig(
+                    devices,
+                    f"coap://127.0.0.1:{port}",
+                    period=1e9,
+                    lifetime=3600,
+                    concurrency=1024,
+                    stop_timeout=120,
+                    start_timeout=240,
+                )
+                fleet = Fleet(config)
+                log(f"registration storm: {devices:,} devices ...")
+                await fleet.start()
+                stats = fleet.stats
+                out["storm"] = {
+                    "registered": stats.registered,
+                    "failed": stats.failed,
+                    "seconds": stats.registration_seconds,
+                    "per_s": stats.registrations_per_second,
                 }
-                names = [f"fleet-{i}" for i in range(min(observed, stats.registered))]
+                log(f"  {stats.registered:,} registered in {stats.registration_seconds:.1f}s, {stats.failed} failed")
+                async with httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
+                ) as api:
+                    health = (await api.get("/api/health")).json()
+                    out["storm"]["server_clients"] = health["clients"]
+                    rss1 = rss_mib(server.pid)
+                    # Discover-on-register (and the calibration backup) run in the background after
+                    # the storm: wait until the server's deferred queue is empty, or at most 120 s.
+                    settle_started = time.monotonic()
+                    backlog = await wait_settled(api, 120.0)
+                    out["storm"]["settle_s"] = time.monotonic() - settle_started
+                    out["storm"]["backlog_left"] = backlog
+                    log(f"  background discovery settled in {out['storm']['settle_s']:.1f}s ({backlog} left)")
+                    rss2 = rss_mib(server.pid)
+                    out["memory_10k"] = {
+                        "rss0_mib": rss0,
+                        "rss_registered_mib": rss1,
+                        "rss_settled_mib": rss2,
+                        "kib_per_registration": (rss2 - rss0) * 1024 / max(1, stats.registered),
+                    }
+                    if phases & {"ingest", "rest"}:
+                        await bench_ingest(out, args, fleet, api, db, api_port, token)
                 started = time.monotonic()
-                ok = await observe_devices(api, names)
-                out["observe"] = {"observed": ok, "seconds": time.monotonic() - started}
-                log(f"observed {ok} devices via REST in {out['observe']['seconds']:.1f}s")
-                steps = []
-                best = 0.0
-                for rate in (1000, 2000, 4000, 8000, 12000, 16000, 24000):
-                    step = await ingest_step(fleet, db, ok, rate, 6.0)
-                    steps.append(step)
-                    if not step["sustained"]:
-                        break
-                    best = step["stored_per_s"]
-                out["ingest"] = {"steps": steps, "max_sustained": best}
-                half = max(best / 2, 500.0)
-                fleet.period = ok / half
-                await asyncio.sleep(1.0)
-                probe = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    str(PROCS),
-                    "probe",
-                    "--url",
-                    f"http://127.0.0.1:{api_port}",
-                    "--token",
-                    token,
-                    "--path",
-                    "/api/clients/fleet-1",
-                    "--path",
-                    "/api/clients/fleet-2/telemetry?limit=20",
-                    "--seconds",
-                    "6",
-                    "--rate",
-                    "40",
-                    stdout=asyncio.subprocess.PIPE,
-                )
-                text, _ = await probe.communicate()
-                sent0 = stats.notifications_sent
-                fleet.period = 1e9
-                latency = json.loads(text)
-                latency["ingest_rate"] = half
-                out["rest"] = latency
-                log(
-                    f"REST while ingesting {half:,.0f}/s: p50 {latency['p50_ms']:.1f} ms p99 {latency['p99_ms']:.1f} ms"
-                )
-                del sent0
-            started = time.monotonic()
-            await fleet.stop()
-            out["deregister"] = {"deregistered": stats.deregistered, "seconds": time.monotonic() - started}
-        # 100k registrations: memory
-        (data / "100k").mkdir()
-        with process("spmp", "--data", str(data / "100k"), "--token", token, "--no-discover") as server:
-            port = server.info["coap_port"]
-            rss0 = rss_mib(server.pid)
-            config = FleetConfig(
-                big,
-                f"coap://127.0.0.1:{port}",
-                period=1e9,
-                lifetime=3600,
-                sockets=min(1000, big),
-                concurrency=2048,
-                start_timeout=300,
-                stop_timeout=5,
-                prefix="big-",
-            )
-            fleet = Fleet(config)
-            log(f"{big:,} registrations over 1000 sockets ...")
-            await fleet.start()
-            rss1 = rss_mib(server.pid)
-            out["memory_100k"] = {
-                "registered": fleet.stats.registered,
-                "seconds": fleet.stats.registration_seconds,
-                "per_s": fleet.stats.registrations_per_second,
-                "rss0_mib": rss0,
-                "rss_mib": rss1,
-                "kib_per_registration": (rss1 - rss0) * 1024 / max(1, fleet.stats.registered),
-            }
-            seconds = fleet.stats.registration_seconds
-            log(f"  {fleet.stats.registered:,} registered in {seconds:.1f}s, RSS {rss1:.0f} MiB")
-            await fleet.stop(deregister=False)  # the server is stopped next
+                await fleet.stop()
+                out["deregister"] = {"deregistered": stats.deregistered, "seconds": time.monotonic() - started}
+        if "big" in phases:
+            await bench_big(out, data, token, big, extra)
     return out
+
+
+async def wait_settled(api: httpx.AsyncClient, patience: float) -> int:
+    """Wait until the server's deferred post-registration work (discovery, calibration) is done;
+    returns what is left (0 when settled, -1 when the server does not report it)."""
+    deadline = time.monotonic() + patience
+    left = -1
+    while time.monotonic() < deadline:
+        deferred = (await api.get("/bench/stats")).json().get("deferred")
+        if not isinstance(deferred, dict):
+            await asyncio.sleep(5)  # a server without a deferred queue: the fixed pause used before
+            return -1
+        left = int(deferred.get("queued", 0)) + int(deferred.get("running", 0))
+        if left == 0:
+            return 0
+        await asyncio.sleep(0.5)
+    return left
+
+
+async def bench_ingest(  # noqa: PLR0917 - the phase's context, passed on
+    out: dict[str, Any],
+    args: argparse.Namespace,
+    fleet: Fleet,
+    api: httpx.AsyncClient,
+    db: Path,
+    api_port: int,
+    token: str,
+) -> None:
+    stats = fleet.stats
+    names = [f"fleet-{i}" for i in range(min(args.observed, stats.registered))]
+    started = time.monotonic()
+    ok = await observe_devices(api, names)
+    out["observe"] = {"observed": ok, "seconds": time.monotonic() - started}
+    log(f"observed {ok} devices via REST in {out['observe']['seconds']:.1f}s")
+    steps = []
+    best = 0.0
+    for rate in args.rates:
+        step = await ingest_step(fleet, db, ok, rate, args.step_seconds)
+        steps.append(step)
+        if not step["sustained"]:
+            break
+        best = step["stored_per_s"]
+    out["ingest"] = {"steps": steps, "max_sustained": best}
+    if "rest" not in args.phases:
+        return
+    half = max(best / 2, 500.0)
+    fleet.period = ok / half
+    await asyncio.sleep(1.0)
+    sent0, stored0 = stats.notifications_sent, stored_points(db)
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(PROCS),
+        "probe",
+        "--url",
+        f"http://127.0.0.1:{api_port}",
+        "--token",
+        token,
+        "--path",
+        "/api/clients/fleet-1",
+        "--path",
+        "/api/clients/fleet-2/telemetry?limit=20",
+        "--seconds",
+        "10",
+        "--rate",
+        "40",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    text, _ = await probe.communicate()
+    fleet.period = 1e9
+    latency = json.loads(text)
+    latency["ingest_rate"] = half
+    sent = stats.notifications_sent - sent0
+    await wait_drained(db, stored0 + sent, patience=3.0)
+    latency["sent"] = sent
+    latency["stored"] = stored_points(db) - stored0
+    out["rest"] = latency
+    log(
+        f"REST while ingesting {half:,.0f}/s: p50 {latency['p50_ms']:.1f} ms p99 {latency['p99_ms']:.1f} ms "
+        f"(sent {sent:,}, stored {latency['stored']:,})"
+    )
+
+
+async def bench_big(out: dict[str, Any], data: Path, token: str, big: int, extra: list[str]) -> None:
+    """100k registrations over 1000 shared sockets: memory, then expiry of all of them."""
+    (data / "big").mkdir()
+    with process("spmp", "--data", str(data / "big"), "--token", token, "--no-discover", *extra) as server:
+        port, api_port = server.info["coap_port"], server.info["api_port"]
+        rss0 = rss_mib(server.pid)
+        lifetime = 60
+        config = FleetConfig(
+            big,
+            f"coap://127.0.0.1:{port}",
+            period=1e9,
+            lifetime=lifetime,
+            sockets=min(1000, big),
+            concurrency=2048,
+            start_timeout=300,
+            stop_timeout=5,
+            prefix="big-",
+        )
+        fleet = Fleet(config)
+        log(f"{big:,} registrations over 1000 sockets ...")
+        await fleet.start()
+        registered_at = time.monotonic()
+        rss1 = rss_mib(server.pid)
+        out["memory_100k"] = {
+            "registered": fleet.stats.registered,
+            "seconds": fleet.stats.registration_seconds,
+            "per_s": fleet.stats.registrations_per_second,
+            "rss0_mib": rss0,
+            "rss_mib": rss1,
+            "kib_per_registration": (rss1 - rss0) * 1024 / max(1, fleet.stats.registered),
+        }
+        seconds = fleet.stats.registration_seconds
+        log(f"  {fleet.stats.registered:,} registered in {seconds:.1f}s, RSS {rss1:.0f} MiB")
+        # Stop the fleet without de-registering or updating: every registration must now expire.
+        await fleet.stop(deregister=False)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
+        ) as api:
+            deadline = registered_at + lifetime + 120
+            clients = -1
+            while time.monotonic() < deadline:
+                clients = int((await api.get("/api/health")).json()["clients"])
+                if clients == 0:
+                    break
+                await asyncio.sleep(1.0)
+            out["memory_100k"]["expired_after_s"] = time.monotonic() - registered_at
+            out["memory_100k"]["left_after_expiry"] = clients
+            out["memory_100k"]["lifetime"] = lifetime
+            out["memory_100k"]["rss_after_expiry_mib"] = rss_mib(server.pid)
+            waited = out["memory_100k"]["expired_after_s"]
+            log(f"  expiry: {clients} left {waited:.0f}s after registering (lifetime {lifetime}s)")
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -415,14 +485,16 @@ def write_section(target: Path, section: str) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": machine(),
-        "echo": await bench_echo(args.seconds),
-        "aiocoap": await bench_aiocoap(args.seconds),
-    }
-    results["server"] = await bench_server(args.devices, args.observed, args.big, args.profile)
+    results: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": machine()}
+    if "echo" in args.phases:
+        results["echo"] = await bench_echo(args.seconds)
+    if "aiocoap" in args.phases:
+        results["aiocoap"] = await bench_aiocoap(args.seconds)
+    results["server"] = await bench_server(args)
     return results
+
+
+PHASES = ("echo", "aiocoap", "storm", "ingest", "rest", "big")
 
 
 def main() -> None:
@@ -434,13 +506,39 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="update the fleet section of this Markdown file")
     parser.add_argument("--profile", help="run the SPMP server under cProfile and dump the stats here")
     parser.add_argument("--json", type=Path, help="also write the raw results as JSON")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated subset of {','.join(PHASES)} (ingest and rest include the storm)",
+    )
+    parser.add_argument(
+        "--rates",
+        default="1000,2000,4000,8000,10000,12000,16000,20000,24000",
+        help="offered notification rates of the ingest steps, until one is not sustained",
+    )
+    parser.add_argument("--step-seconds", type=float, default=6.0, help="length of each ingest step")
+    parser.add_argument(
+        "--server-arg",
+        dest="server_args",
+        action="append",
+        default=[],
+        help="extra option for the SPMP server process (benchmarks/_fleet_procs.py spmp), e.g. --inline",
+    )
     args = parser.parse_args()
+    args.phases = {p.strip() for p in args.phases.split(",") if p.strip()}
+    unknown = args.phases - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    args.rates = [float(r) for r in args.rates.split(",")]
     results = asyncio.run(run(args))
     command = "python benchmarks/bench_fleet.py " + " ".join(sys.argv[1:])
-    section = render(results, command.strip())
-    print(section)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    if set(PHASES) - args.phases:
+        print(json.dumps(results, indent=2))
+        return
+    section = render(results, command.strip())
+    print(section)
     if args.write:
         write_section(args.write, section)
         log(f"wrote the fleet section of {args.write}")

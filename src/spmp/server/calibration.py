@@ -67,10 +67,14 @@ class CalibrationBackups:
     def _on_registration(self, kind: RegistrationEvent, session: ClientSession) -> None:
         if kind != "registered":
             return
-        objects = {Path.parse(p).object_id for p in session.registration.instances}
-        if objects.isdisjoint(CALIBRATED_OBJECTS):
+        # Instances are stored as "/o/i" (normalised at registration): the object id is the first part.
+        if not any(int(p.split("/", 2)[1]) in CALIBRATED_OBJECTS for p in session.registration.instances):
             return
-        self.server._spawn(self._backup_quietly(session.endpoint))  # the server owns (and cancels) the task
+        # Background work (queued, rate-limited; the server owns and cancels it): never holds up a Register.
+        self.server.background.submit(session, self._backup_session)
+
+    async def _backup_session(self, session: ClientSession) -> None:
+        await self._backup_quietly(session.endpoint)
 
     async def _backup_quietly(self, endpoint: str) -> None:
         try:

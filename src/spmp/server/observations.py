@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,9 +33,10 @@ from spmp.lwm2m.node import MultipleResource, Node, Object, ObjectInstance, Reso
 from spmp.lwm2m.path import Path
 from spmp.lwm2m.values import ObjectLink, Value, time_to_seconds
 from spmp.server.events import EventHub
+from spmp.server.fastpath import DecodePlan, TelemetryRow, plan_for
 from spmp.store import Observation as StoredObservation
 from spmp.store import Store, TelemetryPoint, TelemetryValue
-from spmp.store.interface import utc_ms
+from spmp.store.interface import from_epoch_ms, to_epoch_ms, utc_ms
 
 if TYPE_CHECKING:
     from spmp.coap.observe import Observation as CoapObservation
@@ -99,6 +101,24 @@ def node_points(endpoint: str, path: Path, node: Node, when: datetime, out: list
             node_points(endpoint, path.child(iid), instance, when, out)
 
 
+def node_rows(endpoint: str, path: Path, node: Node, when_ms: int, out: list[TelemetryRow]) -> None:
+    """:func:`node_points` as rows ``(endpoint, path, epoch ms, type name, value)``."""
+    if isinstance(node, SingleResource | ResourceInstance):
+        if node.type is not ResourceType.NONE:
+            out.append((endpoint, str(path), when_ms, node.type.value, _telemetry_value(node.value)))
+    elif isinstance(node, MultipleResource):
+        base = str(path)
+        type_name = node.type.value
+        for ri, value in node.instances.items():
+            out.append((endpoint, f"{base}/{ri}", when_ms, type_name, _telemetry_value(value)))
+    elif isinstance(node, ObjectInstance):
+        for resource in node.resources.values():
+            node_rows(endpoint, path.child(resource.id), resource, when_ms, out)
+    elif isinstance(node, Object):
+        for iid, instance in node.instances.items():
+            node_rows(endpoint, path.child(iid), instance, when_ms, out)
+
+
 def _node_at(path: Path, node: Node) -> Path:
     """Where ``node`` sits when decoded at ``path`` (an instance decoded at /o carries its own id)."""
     if isinstance(node, ObjectInstance) and path.is_object and node.id is not None:
@@ -107,20 +127,29 @@ def _node_at(path: Path, node: Node) -> Path:
 
 
 class TelemetrySink:
-    """Collects points and appends them to the Store in batches (every ``interval`` s or ``batch`` points)."""
+    """Collects points and appends them to the Store in batches (every ``interval`` s or ``batch`` points).
+
+    Points wait as plain rows ``(endpoint, path, epoch ms, type name, value)``; a store with
+    ``append_telemetry_rows`` (SQLite) takes them as they are, others get :class:`TelemetryPoint` s
+    built at flush time.
+    """
 
     def __init__(self, store: Store, *, interval: float = 0.1, batch: int = 2000) -> None:
         self.store = store
         self.interval = interval
         self.batch = batch
-        self._points: list[TelemetryPoint] = []
+        self._points: list[TelemetryRow] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
+        self._append_rows: Callable[[list[TelemetryRow]], Any] | None = getattr(store, "append_telemetry_rows", None)
         self.written = 0
         self.failed = 0
 
     def append(self, points: Sequence[TelemetryPoint]) -> None:
-        self._points.extend(points)
+        self.append_rows([(p.endpoint, p.path, to_epoch_ms(p.timestamp), p.type_name, p.value) for p in points])
+
+    def append_rows(self, rows: list[TelemetryRow]) -> None:
+        self._points.extend(rows)
         if len(self._points) >= self.batch:
             self._start_flush()
         elif self._timer is None:
@@ -139,7 +168,12 @@ class TelemetrySink:
         while self._points:
             points, self._points = self._points, []
             try:
-                await self.store.append_telemetry(points)
+                if self._append_rows is not None:
+                    await self._append_rows(points)
+                else:
+                    await self.store.append_telemetry(
+                        [TelemetryPoint(e, p, from_epoch_ms(t), v, n) for e, p, t, n, v in points]
+                    )
                 self.written += len(points)
             except Exception:
                 self.failed += len(points)
@@ -163,7 +197,7 @@ class TelemetrySink:
 class _Live:
     """One observation the server holds (its CoAP side is ``coap``)."""
 
-    __slots__ = ("coap", "composite", "content_format", "endpoint", "paths", "registration_id", "token")
+    __slots__ = ("coap", "composite", "content_format", "endpoint", "paths", "plan", "registration_id", "token")
 
     def __init__(
         self, endpoint: str, registration_id: str, paths: tuple[Path, ...], composite: bool, fmt: int | None
@@ -175,6 +209,8 @@ class _Live:
         self.content_format = fmt
         self.token = b""
         self.coap: CoapObservation | None = None
+        self.plan: DecodePlan | None = None
+        """The notification fast path's plan (see :mod:`spmp.server.fastpath`), made at the first one."""
 
 
 class ObservationManager:
@@ -332,10 +368,42 @@ class ObservationManager:
             return  # a late notification of a registration that is gone
         self.registrations.touch(session)
         self.stats.notifications += 1
+        if self._ingest_fast(session, live, response):
+            return
         try:
             self._ingest(session, live.endpoint, response, live, "notification")
         except (Lwm2mError, ValueError):
             return  # counted and logged in _ingest; the observation stays
+
+    def _ingest_fast(self, session: ClientSession, live: _Live, response: Response) -> bool:
+        """The notification fast path (:mod:`spmp.server.fastpath`): True when it stored the notification,
+        False when the general path must decode it."""
+        fmt = response.content_format
+        if fmt is None:
+            fmt = ContentFormat.TEXT if not live.composite else ContentFormat.SENML_CBOR
+        plan = live.plan
+        model = session.model
+        if plan is None or plan.model is not model or plan.fmt != fmt:
+            plan = live.plan = plan_for(model, live.paths, live.composite, fmt)
+        rows: list[TelemetryRow] = []
+        if not plan.rows(response.payload, live.endpoint, time.time_ns() // 1_000_000, rows):
+            return False
+        self.stats.points += len(rows)
+        if rows:
+            self.sink.append_rows(rows)
+        if self.events.subscribers:
+            self._publish(live.endpoint, rows, live, "notification")
+        return True
+
+    def _publish(self, endpoint: str, rows: list[TelemetryRow], live: _Live | None, kind: str) -> None:
+        data: dict[str, Any] = {
+            "values": {row[1]: _jsonable(row[4]) for row in rows},
+            "timestamps": sorted({from_epoch_ms(ts).timestamp() for ts in {row[2] for row in rows}}),
+        }
+        if live is not None:
+            data["token"] = live.token.hex()
+            data["paths"] = [str(p) for p in live.paths]
+        self.events.publish("notification" if kind == "notification" else "send", endpoint, data)
 
     def _ingest(
         self, session: ClientSession, endpoint: str, response: Response | Request, live: _Live | None, kind: str
@@ -357,23 +425,17 @@ class ObservationManager:
             self.stats.decode_errors += 1
             log.warning("undecodable %s", kind, extra={"endpoint": endpoint, "error": str(exc)[:200]})
             raise
-        points: list[TelemetryPoint] = []
+        rows: list[TelemetryRow] = []
+        now_ms = to_epoch_ms(now)
         for when, path, node in series:
             if node is not None:
-                node_points(endpoint, path, node, now if when is None else when, points)
-        self.stats.points += len(points)
-        if points:
-            self.sink.append(points)
+                node_rows(endpoint, path, node, now_ms if when is None else to_epoch_ms(utc_ms(when)), rows)
+        self.stats.points += len(rows)
+        if rows:
+            self.sink.append_rows(rows)
         if self.events.subscribers:
-            data: dict[str, Any] = {
-                "values": {p.path: _jsonable(p.value) for p in points},
-                "timestamps": sorted({p.timestamp.timestamp() for p in points}),
-            }
-            if live is not None:
-                data["token"] = live.token.hex()
-                data["paths"] = [str(p) for p in live.paths]
-            self.events.publish("notification" if kind == "notification" else "send", endpoint, data)
-        return len(points)
+            self._publish(endpoint, rows, live, kind)
+        return len(rows)
 
     def _spawn_delete(self, live: _Live) -> None:
         async def delete() -> None:
@@ -426,4 +488,5 @@ __all__ = [
     "ReportingStats",
     "TelemetrySink",
     "node_points",
+    "node_rows",
 ]

@@ -29,6 +29,7 @@ import heapq
 import logging
 import math
 import secrets
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -136,6 +137,25 @@ class RateLimiter:
             self._buckets.clear()
 
 
+class _Payload:
+    """What a Register/Update payload says, parsed once per distinct payload (fleets send the same
+    object links again and again) and shared by every registration that sent it."""
+
+    __slots__ = ("content_formats", "instances", "model", "object_links", "object_versions", "objects")
+
+    def __init__(self, payload: bytes, objects: RegistrationObjects, model: ClientModel) -> None:
+        self.objects = objects
+        self.object_links = sys.intern(payload.decode("utf-8", "replace"))
+        self.object_versions = {oid: ver for oid, ver in objects.objects if ver is not None}
+        self.instances = tuple(sys.intern(str(p)) for p in objects.instances)
+        self.content_formats = objects.content_formats
+        self.model = model
+
+
+_PAYLOAD_CACHE = 1024
+"""Distinct registration payloads remembered (parsed, with their pinned model)."""
+
+
 def _new_id() -> str:
     return secrets.token_hex(6)
 
@@ -176,6 +196,7 @@ class RegistrationManager:
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._next_wake = math.inf
+        self._payloads: dict[bytes, _Payload] = {}
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -251,9 +272,9 @@ class RegistrationManager:
             params = parse_register(request.query)
         except InvalidRegistrationError as exc:
             return self._bad(request, str(exc), _version_unsupported(request))
-        objects = self._parse_payload(request)
-        if isinstance(objects, Response):
-            return objects
+        parsed = self._parsed_payload(request)
+        if isinstance(parsed, Response):
+            return parsed
         refusal = await self._check_identity(params.endpoint, peer)
         if refusal is not None:
             return refusal
@@ -270,10 +291,10 @@ class RegistrationManager:
             binding=params.binding,
             queue_mode=params.queue_mode,
             sms_number=params.sms_number,
-            object_links=request.payload.decode("utf-8", "replace"),
-            object_versions={oid: ver for oid, ver in objects.objects if ver is not None},
-            instances=tuple(str(p) for p in objects.instances),
-            content_formats=objects.content_formats,
+            object_links=parsed.object_links,
+            object_versions=parsed.object_versions,
+            instances=parsed.instances,
+            content_formats=parsed.content_formats,
             host=peer.host,
             port=peer.port,
             dtls_identity=peer.identity,
@@ -285,7 +306,7 @@ class RegistrationManager:
         await self.store.save_registration(registration)
         if previous is not None:
             self._uninstall(previous)
-        session = ClientSession(registration, peer, via, self._model(registration))
+        session = ClientSession(registration, peer, via, parsed.model)
         session.last_seen = asyncio.get_running_loop().time()
         session.carried = carried
         if previous is not None and previous.queue:
@@ -381,6 +402,31 @@ class RegistrationManager:
     def _session_for_id(self, registration_id: str) -> ClientSession | None:
         endpoint = self._by_id.get(registration_id)
         return None if endpoint is None else self._sessions.get(endpoint)
+
+    def parse_links(self, object_links: str) -> RegistrationObjects:
+        """The objects of a registration's ``object_links`` (cached like Register payloads)."""
+        payload = object_links.encode("utf-8")
+        cached = self._payloads.get(payload)
+        if cached is not None:
+            return cached.objects
+        return parse_registration(payload)
+
+    def _parsed_payload(self, request: Request) -> _Payload | Response:
+        """:meth:`_parse_payload`, once per distinct payload."""
+        payload = request.payload
+        fmt = request.content_format
+        cached = self._payloads.get(payload)
+        if cached is not None and (fmt is None or fmt == ContentFormat.LINK):
+            return cached
+        objects = self._parse_payload(request)
+        if isinstance(objects, Response):
+            return objects
+        versions = {oid: ver for oid, ver in objects.objects if ver is not None}
+        parsed = _Payload(payload, objects, self.registry.for_client(versions))
+        if len(self._payloads) >= _PAYLOAD_CACHE:
+            self._payloads.clear()
+        self._payloads[bytes(payload)] = parsed
+        return parsed
 
     def _parse_payload(self, request: Request) -> RegistrationObjects | Response:
         fmt = request.content_format

@@ -39,10 +39,11 @@ from spmp.lwm2m.attributes import AttributeUpdate, NotificationAttributes, parse
 from spmp.lwm2m.content_format import ContentFormat
 from spmp.lwm2m.errors import Lwm2mError
 from spmp.lwm2m.execute import parse_arguments
-from spmp.lwm2m.link import Link, format_links, parse_links, parse_registration
+from spmp.lwm2m.link import Link, format_links, parse_links
 from spmp.lwm2m.model import ModelLookup, ModelRegistry, ResourceType
 from spmp.lwm2m.node import Node, ObjectInstance, ResourceInstance, SingleResource, validate
 from spmp.lwm2m.path import Path
+from spmp.server.background import BackgroundWork
 from spmp.server.calibration import CalibrationBackups
 from spmp.server.errors import (
     ClientNotRegistered,
@@ -130,6 +131,9 @@ class ManagementServer:
         registration_rate: float = 20.0,
         registration_burst: int = 50,
         discover_on_register: bool = True,
+        background_rate: float = 200.0,
+        background_concurrency: int = 16,
+        background_limit: int = 200_000,
         prefer_text: bool = True,
         psk_refresh: float = 30.0,
         event_queue_size: int = 1000,
@@ -146,6 +150,7 @@ class ManagementServer:
         self.queue_timeout = queue_timeout
         self.queue_limit = queue_limit
         self.discover_on_register = discover_on_register
+        """Discover every object a client announces after it registers, in the background (see below)."""
         self.prefer_text = prefer_text
         self.psk_refresh = psk_refresh
         self.certificates = certificates
@@ -165,6 +170,11 @@ class ManagementServer:
         self.sink = TelemetrySink(store)
         self.observations = ObservationManager(store, self.events, self.registrations_manager, self.sink)
         self.registrations_manager.listeners.append(self._on_registration_event)
+        self.background = BackgroundWork(
+            self._still_registered, rate=background_rate, concurrency=background_concurrency, limit=background_limit
+        )
+        """Post-registration work (Discover, calibration backup): queued and rate-limited, never blocking
+        the Register response (:mod:`spmp.server.background`)."""
         self.calibration = CalibrationBackups(self)  # back up 3316/3317 calibration at registration
         self.registrations_manager.certificate_peer = self._certificate_peer
         self.coap: Endpoint | None = None
@@ -208,6 +218,7 @@ class ManagementServer:
             await self._close_endpoints()
             raise
         self.registrations_manager.start()
+        self.background.start()
         if self.psk_cache is not None and self.psk_refresh > 0:
             self._spawn(self._refresh_psk())
         log.info(
@@ -224,6 +235,7 @@ class ManagementServer:
             return
         self._started = False
         await self.registrations_manager.stop()
+        await self.background.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -266,6 +278,7 @@ class ManagementServer:
             "reporting": dataclasses.asdict(self.observations.stats),
             "telemetry_written": self.sink.written,
             "events_published": self.events.published,
+            "deferred": self.background.as_dict(),
         }
         if self.coap is not None:
             out["coap"] = dataclasses.asdict(self.coap.stats)
@@ -366,7 +379,10 @@ class ManagementServer:
         self.events.publish(kind, endpoint, _registration_data(registration))
         if kind == "registered":
             self._dormant.pop(endpoint, None)
-            self._spawn(self._after_registration(session))
+            if self.discover_on_register:
+                self.background.submit(session, self._discover_all)
+            if session.carried or session.queue:
+                self._spawn(self._after_registration(session))
         elif kind == "updated":
             dormant = self._dormant.pop(endpoint, None)
             if dormant:
@@ -374,11 +390,12 @@ class ManagementServer:
                 self._spawn(self._reobserve(session, delete_old=True))
             self._kick_queue(session)
 
+    def _still_registered(self, session: ClientSession) -> bool:
+        return self.registrations_manager.get(session.endpoint) is session
+
     async def _after_registration(self, session: ClientSession) -> None:
-        """Discover what the client has, re-establish the observations of the registration it replaced,
-        then send whatever waited in its queue."""
-        if self.discover_on_register:
-            await self._discover_all(session)
+        """Re-establish the observations of the registration it replaced, then send whatever waited in
+        its queue (Discover is background work, see :attr:`background`)."""
         if session.carried:
             await self._reobserve(session, delete_old=False)
         self._kick_queue(session)
@@ -386,7 +403,7 @@ class ManagementServer:
     async def _discover_all(self, session: ClientSession) -> None:
         registration = session.registration
         try:
-            object_ids = [oid for oid, _ in parse_registration(registration.object_links).objects]
+            object_ids = [oid for oid, _ in self.registrations_manager.parse_links(registration.object_links).objects]
         except Lwm2mError:
             return
         links: list[Link] = []

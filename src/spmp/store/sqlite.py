@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+TelemetryRow = tuple[str, str, int, str, TelemetryValue]
+"""(endpoint, path, epoch milliseconds, LwM2M type name, value): a telemetry point as a plain tuple."""
+
 INT64_MAX = 2**63 - 1
 
 # Migrations in order; migration N (1-based) brings the schema from version N-1 to N. Never edit one
@@ -180,7 +183,8 @@ class SqliteStore:
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: list[TelemetryPoint] = []
+        self._pending: list[TelemetryRow] = []
+        """Rows waiting to be written, values already in their SQLite form (see _encode_value)."""
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._flush_failing = False
@@ -393,9 +397,30 @@ class SqliteStore:
                 f"{self.path}: cannot append telemetry: {len(self._pending)} points are already waiting because "
                 "writes keep failing (see the logged errors); fix the database, then retry"
             )
-        self._pending.extend(points)
+        self._pending.extend(
+            [(p.endpoint, p.path, to_epoch_ms(p.timestamp), p.type_name, _encode_value(p.value)) for p in points]
+        )
         # While writes fail, leave retries to the periodic task rather than retrying on every append.
         if len(self._pending) >= self.flush_points and not self._flush_failing:
+            await self._flush_logging_errors()
+
+    async def append_telemetry_rows(self, rows: Sequence[TelemetryRow]) -> None:
+        """:meth:`append_telemetry` for rows ``(endpoint, path, epoch ms, type name, value)``: the
+        server's notification path hands these over without building a :class:`TelemetryPoint` each."""
+        if self._conn is None:
+            raise StoreError(f"{self.path}: cannot append telemetry: the store is not open")
+        if len(self._pending) + len(rows) > self.max_pending:
+            raise StoreError(
+                f"{self.path}: cannot append telemetry: {len(self._pending)} points are already waiting because "
+                "writes keep failing (see the logged errors); fix the database, then retry"
+            )
+        pending = self._pending
+        for row in rows:
+            value = row[4]
+            if (type(value) is float and math.isnan(value)) or (type(value) is int and value > INT64_MAX):
+                row = (row[0], row[1], row[2], row[3], _encode_value(value))  # noqa: PLW2901 - rare rewrite
+            pending.append(row)
+        if len(pending) >= self.flush_points and not self._flush_failing:
             await self._flush_logging_errors()
 
     async def flush(self) -> None:
@@ -654,8 +679,7 @@ def _observation(row: Sequence[Any]) -> Observation:
     )  # fmt: skip
 
 
-def _insert_telemetry(conn: sqlite3.Connection, points: list[TelemetryPoint]) -> None:
-    rows = [(p.endpoint, p.path, to_epoch_ms(p.timestamp), p.type_name, _encode_value(p.value)) for p in points]
+def _insert_telemetry(conn: sqlite3.Connection, rows: list[TelemetryRow]) -> None:
     with _transaction(conn):
         conn.executemany("INSERT OR REPLACE INTO telemetry VALUES (?, ?, ?, ?, ?)", rows)
 
