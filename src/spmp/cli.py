@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ from spmp.store import (
     DEFAULT_ENDPOINT,
     BootstrapConfig,
     NotFound,
+    PostgresStore,
     SecurityInfo,
     SecurityMode,
     SecurityScope,
@@ -63,6 +65,7 @@ from spmp.store import (
     SqliteStore,
     Store,
     StoreError,
+    open_store,
 )
 
 log = logging.getLogger(__name__)
@@ -503,16 +506,36 @@ def server(  # noqa: PLR0917 - Typer maps each parameter to an option
     cert: CertOption = None,
     key: KeyOption = None,
     ca: CaOption = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Store URL instead of DIR/spmp.db, e.g. postgresql://user:password@host:5432/spmp: "
+            "several servers on one PostgreSQL database form a cluster (docs/cluster.md).",
+        ),
+    ] = None,
+    node_id: Annotated[
+        str | None,
+        typer.Option("--node-id", help="This server's name in a cluster (default with PostgreSQL: the host name)."),
+    ] = None,
 ) -> None:
     """Run the LwM2M management server (CoAPS with PSKs from `spmp psk add`) and its REST API.
 
     The API token is --api-token, else SPMP_API_TOKEN, else the one kept in DIR/api-token (generated
     and printed once at first start). With --cert/--key/--ca, CoAPS also accepts X.509 clients whose
     certificate chains to the CA; such a client must register with its certificate's CN as endpoint
-    name. Stop with Ctrl-C.
+    name. With --store postgresql://..., several servers (each with its own --node-id) share one
+    database behind a UDP load balancer (docs/cluster.md). Stop with Ctrl-C.
     """
     db = _store_path(data)
     certificates = _x509(cert, key, ca)
+    try:
+        store = open_store(store_url) if store_url else SqliteStore(db)
+    except StoreError as exc:
+        _fail(str(exc))
+    if isinstance(store, PostgresStore):
+        node_id = node_id or socket.gethostname()
+        store.node_id = node_id
     try:
         asyncio.run(
             _serve(
@@ -524,10 +547,14 @@ def server(  # noqa: PLR0917 - Typer maps each parameter to an option
                 insecure=insecure,
                 api_token=api_token,
                 certificates=certificates,
+                store=store,
+                node_id=node_id or "",
             )
         )
     except KeyboardInterrupt:
         pass
+    except StoreError as exc:
+        _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot listen: {exc}")
 
@@ -542,30 +569,34 @@ async def _serve(
     insecure: bool,
     api_token: str | None,
     certificates: X509Credentials | None = None,
+    store: Store | None = None,
+    node_id: str = "",
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with SqliteStore(db) as store:
+    async with store if store is not None else SqliteStore(db) as opened:
         mgmt = ManagementServer(
-            store,
+            opened,
             _registry(),
             host=host,
             coap_port=coap_port,
             coaps_port=coaps_port,
             insecure=insecure,
             certificates=certificates,
+            node_id=node_id,
         )
         await mgmt.start()
         api_task: asyncio.Task[None] | None = None
         try:
-            api_task = _start_api(mgmt, store, api_token, (host, api_port), db.parent)
+            api_task = _start_api(mgmt, opened, api_token, (host, api_port), db.parent)
             typer.echo(
                 f"spmp server: coaps://{host}:{coaps_port}"
                 + (f", coap://{host}:{coap_port}" if insecure else "")
                 + (f", API http://{host}:{api_port}" if api_task is not None else ", API not available")
-                + f", data {db.parent}",
+                + f", data {db.parent}"
+                + (f", cluster node {node_id!r}" if mgmt.cluster is not None else ""),
                 err=True,
             )
             await stop.wait()

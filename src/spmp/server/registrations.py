@@ -54,6 +54,7 @@ from spmp.store.interface import utc_now
 
 if TYPE_CHECKING:
     from spmp.coap.endpoint import Endpoint
+    from spmp.server.cluster import ClusterRouter
     from spmp.server.psk import StorePskCache
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,9 @@ class RegistrationManager:
         self.listeners: list[Listener] = []
         self.certificate_peer: Callable[[Peer], bool] | None = None
         """Tells whether a peer authenticated by X.509 certificate (its identity is then the CN)."""
+        self.cluster: ClusterRouter | None = None
+        """Set when several servers share the store (spmp.server.cluster): load only this node's
+        registrations, carry observations over from another node's, expire only what is still ours."""
         self._limiter = RateLimiter(rate, burst)
         self._clock = clock
         self._sessions: dict[str, ClientSession] = {}
@@ -221,6 +225,8 @@ class RegistrationManager:
         while True:
             page = await self.store.list_registrations(offset, 1000)
             for registration in page:
+                if self.cluster is not None and not self.cluster.owns(registration):
+                    continue  # another node holds that client's session
                 peer = Peer(registration.host, registration.port, registration.dtls_identity)
                 self._install(ClientSession(registration, peer, None, self._model(registration)))
             if len(page) < 1000:
@@ -282,6 +288,8 @@ class RegistrationManager:
         carried: list[StoredObservation] = []
         if previous is not None:
             carried = await self.store.list_observations(params.endpoint)
+        elif self.cluster is not None:
+            carried = await self.cluster.carried(params.endpoint)  # another node held it: a takeover
         now = utc_now()
         registration = Registration(
             registration_id=_new_id(),
@@ -312,6 +320,8 @@ class RegistrationManager:
         if previous is not None and previous.queue:
             session.queue = previous.queue  # requests waiting for this client still want to go out
         self._install(session)
+        if previous is None and carried and self.cluster is not None:
+            await self.cluster.taken_over(session)  # before the 2.01: keeps the old observations adoptable
         self.stats.registered += 1
         log.info(
             "client registered",
@@ -392,6 +402,10 @@ class RegistrationManager:
         log.info("client deregistered", extra={"endpoint": session.endpoint, "peer": str(peer)})
         self._emit("deregistered", session)
         return Response(Code.DELETED)
+
+    def release(self, session: ClientSession) -> None:
+        """Forget ``session`` without touching the Store: the client registered with another node."""
+        self._uninstall(session)
 
     def touch(self, session: ClientSession) -> None:
         """Note that the client just sent us something (queue mode: it is awake)."""
@@ -541,6 +555,13 @@ class RegistrationManager:
 
     async def _expire(self, session: ClientSession) -> None:
         self._uninstall(session)
+        if self.cluster is not None:
+            try:
+                if not await self.cluster.still_current(session.registration):
+                    return  # the client registered with another node meanwhile: not ours to delete
+            except Exception:
+                log.exception("could not check an expiring registration", extra={"endpoint": session.endpoint})
+                return
         try:
             await self.store.delete_registration(session.endpoint)
         except Exception:

@@ -45,6 +45,7 @@ from spmp.lwm2m.node import Node, ObjectInstance, ResourceInstance, SingleResour
 from spmp.lwm2m.path import Path
 from spmp.server.background import BackgroundWork
 from spmp.server.calibration import CalibrationBackups
+from spmp.server.cluster import ClusterRouter
 from spmp.server.errors import (
     ClientNotRegistered,
     DeviceError,
@@ -57,7 +58,7 @@ from spmp.server.events import EventHub
 from spmp.server.observations import ObservationInfo, ObservationManager, TelemetrySink
 from spmp.server.psk import StorePskCache
 from spmp.server.registrations import ClientSession, RegistrationEvent, RegistrationManager
-from spmp.store import Registration, SecurityInfo, Store
+from spmp.store import Notifier, Registration, SecurityInfo, Store
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,12 @@ class ManagementServer:
         A registration over a certificate session must use the certificate's CN as endpoint name."""
         self.psk_cache: StorePskCache | None = StorePskCache(store) if psk_store is None else None
         self.psk_store: PskStore = psk_store if psk_store is not None else self.psk_cache  # type: ignore[assignment]
-        self.events = EventHub(event_queue_size)
+        self.cluster: ClusterRouter | None = (
+            ClusterRouter(self, store, node_id) if node_id and isinstance(store, Notifier) else None
+        )
+        """Several servers on one PostgreSQL store (spmp.server.cluster): forwarding to the node holding a
+        device, one view of the fleet, events from every node. None with SQLite/memory or no node_id."""
+        self.events = EventHub(event_queue_size) if self.cluster is None else self.cluster.event_hub(event_queue_size)
         self.registrations_manager = RegistrationManager(
             store,
             registry,
@@ -177,6 +183,7 @@ class ManagementServer:
         the Register response (:mod:`spmp.server.background`)."""
         self.calibration = CalibrationBackups(self)  # back up 3316/3317 calibration at registration
         self.registrations_manager.certificate_peer = self._certificate_peer
+        self.registrations_manager.cluster = self.cluster
         self.coap: Endpoint | None = None
         self.coaps: Endpoint | None = None
         self.dtls: DtlsServerTransport | None = None
@@ -217,6 +224,8 @@ class ManagementServer:
         except BaseException:
             await self._close_endpoints()
             raise
+        if self.cluster is not None:
+            await self.cluster.start()
         self.registrations_manager.start()
         self.background.start()
         if self.psk_cache is not None and self.psk_refresh > 0:
@@ -234,6 +243,8 @@ class ManagementServer:
         if not self._started:
             return
         self._started = False
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.registrations_manager.stop()
         await self.background.stop()
         for task in list(self._tasks):
@@ -470,6 +481,8 @@ class ManagementServer:
 
     def _session(self, endpoint: str) -> ClientSession:
         session = self.registrations_manager.get(endpoint)
+        if session is None and self.cluster is not None:
+            session = self.cluster.remote_session(endpoint)  # another node holds it: calls are forwarded
         if session is None:
             raise ClientNotRegistered(endpoint)
         return session
@@ -558,6 +571,9 @@ class ManagementServer:
                 item.future.set_exception(error)
 
     async def _request(self, session: ClientSession, request: Request, path: str, timeout: float | None) -> Response:
+        if self.cluster is not None and self.cluster.is_remote(session):
+            return await self.cluster.request(session, request, path, timeout)
+
         async def send(via: Endpoint, peer: Peer) -> Response:
             return await via.request(peer, request)
 
@@ -604,15 +620,23 @@ class ManagementServer:
     # The API
 
     def registrations(self) -> list[Registration]:
-        return [s.registration for s in self.registrations_manager.sessions()]
+        """Every registration; in a cluster, those the other nodes hold too."""
+        local = [s.registration for s in self.registrations_manager.sessions()]
+        if self.cluster is not None:
+            local.extend(self.cluster.remote_registrations())
+        return local
 
     def registration(self, endpoint: str) -> Registration | None:
         session = self.registrations_manager.get(endpoint)
+        if session is None and self.cluster is not None:
+            return self.cluster.remote_registration(endpoint)
         return None if session is None else session.registration
 
     def model_for(self, endpoint: str) -> ModelLookup:
         """The registry pinned to the object versions ``endpoint`` announced (newest versions if unknown)."""
         session = self.registrations_manager.get(endpoint)
+        if session is None and self.cluster is not None:
+            session = self.cluster.remote_session(endpoint)
         return self.registry if session is None else session.model
 
     async def read(
@@ -856,6 +880,8 @@ class ManagementServer:
         fmt: int,
         timeout: float | None,
     ) -> ObservationInfo:
+        if self.cluster is not None and self.cluster.is_remote(session):
+            return await self.cluster.observe(session, paths, composite=composite, fmt=fmt, timeout=timeout)
         live = self.observations.prepare(session, paths, composite, fmt)
         callback = self.observations.callback(live)
 
@@ -878,6 +904,9 @@ class ManagementServer:
         or passively (forget it; the next notification is answered with RST)."""
         target = _path(path)
         session = self._session(endpoint)
+        if self.cluster is not None and self.cluster.is_remote(session):
+            await self.cluster.cancel(session, target, active=active, timeout=timeout)
+            return
         lives = self.observations.find(endpoint, target)
         if not lives:
             raise InvalidArgument(f"no observation of {target} on {endpoint!r}")
@@ -898,6 +927,8 @@ class ManagementServer:
         (GET/FETCH with Observe=1) or passively. Returns how many were cancelled (0: none matched)."""
         targets = {_path(p) for p in paths}
         session = self._session(endpoint)
+        if self.cluster is not None and self.cluster.is_remote(session):
+            return await self.cluster.cancel_composite(session, targets, active=active, timeout=timeout)
         lives = [live for live in self.observations.find(endpoint) if live.composite and set(live.paths) == targets]
         for live in lives:
             if active:
