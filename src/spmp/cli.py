@@ -1208,6 +1208,17 @@ def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
     duration: Annotated[
         float | None, typer.Option("--duration", help="Stop (and de-register) after this many wall seconds.")
     ] = None,
+    bts: Annotated[
+        str | None,
+        typer.Option("--bts", help="The BTS's NETCONF server (HOST:PORT): Smart Load (BTS) 26244 mirrors it."),
+    ] = None,
+    bts_user: Annotated[str, typer.Option("--bts-user", help="SSH user on the BTS.")] = "spmp",
+    bts_password: Annotated[
+        str | None, typer.Option("--bts-password", envvar="SPMP_BTS_PASSWORD", help="SSH password on the BTS.")
+    ] = None,
+    rules: Annotated[
+        str, typer.Option("--rules", help="Smart-load rules at start: default (docs/smart-load.md) or none.")
+    ] = "none",
 ) -> None:
     """Run one SPMP charger (LwM2M client) until Ctrl-C, then de-register.
 
@@ -1217,8 +1228,31 @@ def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
     name = endpoint or f"charger-{seed}"
     accounts = _charger_accounts(server_uri, bootstrap_uri, psk_identity, psk_key, insecure, lifetime)
     address = _modbus_address(modbus) if modbus is not None else None
+    if rules not in ("default", "none"):
+        _fail("--rules is default or none")
+    link: Any = None
+    if bts is not None:
+        from spmp.charger.runner import BtsLink  # noqa: PLC0415
+
+        bts_host, _, bts_port = bts.rpartition(":")
+        if not bts_host or not bts_port.isdigit() or not 0 < int(bts_port) < 65536:
+            _fail(f"--bts wants HOST:PORT, for example 192.0.2.20:830, not {bts!r}")
+        link = BtsLink(bts_host.strip("[]"), int(bts_port), username=bts_user, password=bts_password)
     try:
-        asyncio.run(_run_charger(name, accounts, address, lat=lat, lon=lon, speed=speed, seed=seed, duration=duration))
+        asyncio.run(
+            _run_charger(
+                name,
+                accounts,
+                address,
+                lat=lat,
+                lon=lon,
+                speed=speed,
+                seed=seed,
+                duration=duration,
+                bts=link,
+                rules=rules,
+            )
+        )
     except KeyboardInterrupt:
         return
 
@@ -1233,6 +1267,8 @@ async def _run_charger(
     speed: float,
     seed: int,
     duration: float | None,
+    bts: Any = None,
+    rules: str = "none",
 ) -> None:
     from spmp.charger.clock import SimClock  # noqa: PLC0415
     from spmp.charger.device import ChargerDevice, ModbusMeasurementSource  # noqa: PLC0415
@@ -1261,7 +1297,9 @@ async def _run_charger(
     else:
         device = simulated_charger(registry, lat=lat, lon=lon, seed=seed, speed=speed, serial=endpoint)
         what = f"simulated site ({lat:g}, {lon:g}) at {speed:g}x"
-    runner = ChargerRunner(endpoint, device, accounts, registry)
+    runner = ChargerRunner(endpoint, device, accounts, registry, bts=bts, rules=rules)
+    if bts is not None:
+        what += f", BTS {bts.host}:{bts.port} over NETCONF, rules {rules}"
     try:
         await runner.start()
         typer.echo(f"spmp charger {endpoint!r}: {what}; Ctrl-C to de-register and stop", err=True)
@@ -1346,6 +1384,7 @@ async def _run_demo(count: int, speed: float, api_port: int, db: FilePath, durat
         mgmt = ManagementServer(store, registry, host=host, coap_port=0, coaps_port=0, psk_refresh=0.5)
         bootstrap_server = BootstrapServer(store, registry, host=host, coap_port=0, coaps_port=0)
         runners: list[ChargerRunner] = []
+        bts_servers: list[Any] = []
         api_task: asyncio.Task[None] | None = None
         watcher: asyncio.Task[None] | None = None
         try:
@@ -1380,7 +1419,8 @@ async def _run_demo(count: int, speed: float, api_port: int, db: FilePath, durat
                 device = simulated_charger(registry, lat=lat, lon=lon, seed=index + 1, speed=speed, serial=place)
                 accounts = factory_bootstrap(bs_uri, factory.psk_identity, factory.psk_key)
                 options = ClientOptions(local_host=host, retry_initial=0.5, retry_max=5.0)
-                runner = ChargerRunner(endpoint, device, accounts, registry, options=options)
+                link = _demo_bts(db.parent / f"bts-{endpoint}", host, bts_servers)
+                runner = ChargerRunner(endpoint, device, accounts, registry, options=options, bts=link, rules="default")
                 runners.append(runner)
                 await runner.start()
             deadline = None if duration is None else loop.time() + duration
@@ -1398,6 +1438,8 @@ async def _run_demo(count: int, speed: float, api_port: int, db: FilePath, durat
                 out.print(_demo_table(runners, latest, speed))
         finally:
             await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+            for bts_server in bts_servers:
+                bts_server.close()
             out.print(f"spmp demo: {len(runners)} site(s) de-registered, stopping")
             if watcher is not None:
                 watcher.cancel()
@@ -1407,6 +1449,23 @@ async def _run_demo(count: int, speed: float, api_port: int, db: FilePath, durat
                 await asyncio.gather(api_task, return_exceptions=True)
             await bootstrap_server.stop()
             await mgmt.stop()
+
+
+def _demo_bts(data: FilePath, host: str, servers: list[Any]) -> Any:
+    """An in-process BTS for one demo site: NETCONF over SSH on a free loopback port, data in ``data``."""
+    import secrets  # noqa: PLC0415
+
+    from spmp.bts import BtsDevice, BtsNetconfServer, load_or_create_host_key  # noqa: PLC0415
+    from spmp.charger.runner import BtsLink  # noqa: PLC0415
+
+    device = BtsDevice(data)
+    password = secrets.token_urlsafe(16)
+    server = BtsNetconfServer(
+        device, host_key=load_or_create_host_key(data), host=host, port=0, users={"spmp": password}
+    )
+    server.start()
+    servers.append(server)
+    return BtsLink(host, server.port, username="spmp", password=password, device=device, refresh_interval=2.0)
 
 
 async def _demo_watch(
@@ -1445,6 +1504,8 @@ def _demo_table(runners: list[Any], latest: dict[str, dict[str, Any]], speed: fl
         ("PV W", "right"),
         ("load W", "right"),
         ("stage", "left"),
+        ("BTS", "left"),
+        ("rules", "right"),
         ("alerts", "left"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -1475,13 +1536,70 @@ def _demo_table(runners: list[Any], latest: dict[str, dict[str, Any]], speed: fl
             _cell(max(0.0, -sum(p for p in pv if p is not None)) if pv and None not in pv else None, "{:.0f}"),
             _cell(sum(p for p in loads if p is not None) if loads and None not in loads else None, "{:.0f}"),
             OPER_STATES.get(values.get("/26246/0/13", 0), "…"),
+            _demo_bts_cell(runner),
+            _demo_rules_cell(runner),
             ", ".join(alerts) or "-",
         )
     return table
 
 
+def _demo_bts_cell(runner: Any) -> str:
+    """The BTS's draw and service, as the charger knows them (its NETCONF bridge and the load port)."""
+    bridge = getattr(runner, "bridge", None)
+    if bridge is None:
+        return "-"
+    watts = bridge.power_draw_watts
+    if bridge.unreachable:
+        return "unreachable"
+    port = runner.device.source.site.ports.get(runner.bts_port) if hasattr(runner.device.source, "site") else None
+    if port is not None and not port.output_on:
+        return "unpowered"
+    service = "off air"
+    if bridge.on_air:
+        service = "emergency only" if bridge.value(0, 9) is True else "on air"
+    return f"{'…' if watts is None else f'{watts:.1f}'} W {service}"
+
+
+def _demo_rules_cell(runner: Any) -> str:
+    smart = getattr(runner, "smart_load", None)
+    if smart is None:
+        return "-"
+    rules = smart.engine.rules()
+    active = sum(1 for r in rules if smart.engine.is_active(r.id))
+    return f"{active}/{len(rules)}"
+
+
 def _cell(value: Any, fmt: str) -> str:
     return "…" if value is None else fmt.format(value)
+
+
+# ----------------------------------------------------------------------------------------- scenario
+
+scenario_app = typer.Typer(help="Closed-loop simulations of a site with its BTS (docs/smart-load.md).")
+app.add_typer(scenario_app, name="scenario")
+
+
+@scenario_app.command("poor-sun")
+def scenario_poor_sun(
+    days: Annotated[float, typer.Option("--days", help="Simulated days of poor sun.", min=0.1, max=60)] = 3.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated weather.")] = 1,
+    write: Annotated[
+        FilePath | None,
+        typer.Option(
+            "--write", help="Put the results into this Markdown file between its markers (docs/smart-load.md)."
+        ),
+    ] = None,
+) -> None:
+    """A 48 V site through days of poor sun, with the default smart-load rules and without: hours on air."""
+    from spmp.charger.netconf.scenario import poor_sun_table, run_poor_sun, write_results  # noqa: PLC0415
+
+    with_rules = run_poor_sun(days, seed, rules=True)
+    without = run_poor_sun(days, seed, rules=False)
+    table = poor_sun_table(with_rules, without, days=days, seed=seed)
+    typer.echo(table)
+    if write is not None:
+        write_results(write, table)
+        typer.echo(f"results written to {write}", err=True)
 
 
 # -------------------------------------------------------------------------------------------- fleet

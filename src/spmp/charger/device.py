@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -372,6 +372,8 @@ class ChargerDevice:
         self.ports = list(source.ports)
         self.samples = 0
         self.windows_closed = 0
+        self.sample_listeners: list[Callable[[Reading], None]] = []
+        """Told every sample's reading (the smart-load rules take the battery voltage from it)."""
         self._reading: Reading | None = None
         self._last_sample: datetime | None = None
         start = clock.now()
@@ -736,6 +738,11 @@ class ChargerDevice:
             result = self.windows[index].add(when, self.voltage_sensors[index].value, self.current_sensors[index].value)
             if result is not None:
                 self._publish(status, index, result)
+        for listener in list(self.sample_listeners):
+            try:
+                listener(self._reading)
+            except Exception:
+                log.exception("sample listener failed")
 
     def _publish(self, status: LiveObject, index: int, result: WindowResult) -> None:
         """A window ended: Voltage Average, Amperage Average and Timestamp change together."""
