@@ -296,6 +296,25 @@ def test_device_on_node_a_is_read_written_observed_through_node_b(pg_dsn: str) -
     run(main())
 
 
+def test_answers_beyond_the_notify_limit_travel_in_parts(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from spmp.server import cluster
+
+    monkeypatch.setattr(cluster, "MAX_MESSAGE", 300)  # every message of this test goes in parts
+
+    async def main() -> None:
+        async with two_nodes(pg_dsn) as (a, b):
+            assert a.server is not None and b.server is not None
+            address = a.server.coap_address
+            assert address is not None
+            async with device(f"coap://127.0.0.1:{address[1]}"):
+                await until(lambda: b.server is not None and b.server.registration("dev-1") is not None)
+                direct = await a.server.read("dev-1", "/3/0")
+                forwarded = await b.server.read("dev-1", "/3/0")
+                assert forwarded.node == direct.node and forwarded.content_format == direct.content_format
+
+    run(main())
+
+
 def test_forwarding_to_a_node_that_is_not_running_times_out_naming_it(pg_dsn: str) -> None:
     async def main() -> None:
         async with two_nodes(pg_dsn) as (a, b):
