@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path as FilePath
@@ -518,6 +518,13 @@ def server(  # noqa: PLR0917 - Typer maps each parameter to an option
         str | None,
         typer.Option("--node-id", help="This server's name in a cluster (default with PostgreSQL: the host name)."),
     ] = None,
+    use_uvloop: Annotated[
+        bool | None,
+        typer.Option(
+            "--uvloop/--no-uvloop",
+            help="Run on uvloop (pip install 'spmp[fast]'); default: when it is installed (docs/performance.md).",
+        ),
+    ] = None,
 ) -> None:
     """Run the LwM2M management server (CoAPS with PSKs from `spmp psk add`) and its REST API.
 
@@ -537,7 +544,7 @@ def server(  # noqa: PLR0917 - Typer maps each parameter to an option
         node_id = node_id or socket.gethostname()
         store.node_id = node_id
     try:
-        asyncio.run(
+        _run_event_loop(
             _serve(
                 host,
                 coap_port,
@@ -549,7 +556,8 @@ def server(  # noqa: PLR0917 - Typer maps each parameter to an option
                 certificates=certificates,
                 store=store,
                 node_id=node_id or "",
-            )
+            ),
+            use_uvloop,
         )
     except KeyboardInterrupt:
         pass
@@ -557,6 +565,21 @@ def server(  # noqa: PLR0917 - Typer maps each parameter to an option
         _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot listen: {exc}")
+
+
+def _run_event_loop(main: Coroutine[Any, Any, None], use_uvloop: bool | None) -> None:
+    """``asyncio.run(main)``, on uvloop when asked for (``True``) or, by default, when it is installed."""
+    if use_uvloop is not False:
+        try:
+            import uvloop  # noqa: PLC0415 - optional (spmp[fast])
+        except ImportError:
+            if use_uvloop:
+                main.close()
+                _fail("--uvloop needs uvloop: pip install 'spmp[fast]'")
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 async def _serve(

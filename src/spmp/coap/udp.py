@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 READ_SIZE = 65536
 """Bytes read per datagram (see module docstring for why it is not asyncio's 256 KiB)."""
 
+SERVER_RECV_BUFFER = 4 << 20
+"""Socket receive buffer a server asks for (``recv_buffer``). At 10k datagrams/s the default (~208 KiB,
+a few hundred small datagrams once kernel overhead is counted) overflows during a 30 ms pause of the
+event loop (a store commit, a garbage collection) and the kernel drops datagrams (RcvbufErrors); the
+kernel caps the value at ``net.core.rmem_max``."""
+
 _PEER_CACHE_MAX = 200_000
 """Peers are cached per address so the hot path does not build a new Peer per datagram; bounded."""
 
@@ -68,8 +74,11 @@ class UdpTransport:
         self._local: tuple[str, int] = ("", 0)
 
     @classmethod
-    async def bind(cls, host: str = "127.0.0.1", port: int = 0, *, read_size: int = READ_SIZE) -> UdpTransport:
-        """Bind ``host:port`` (port 0 picks a free one; see :attr:`local_address`)."""
+    async def bind(
+        cls, host: str = "127.0.0.1", port: int = 0, *, read_size: int = READ_SIZE, recv_buffer: int | None = None
+    ) -> UdpTransport:
+        """Bind ``host:port`` (port 0 picks a free one; see :attr:`local_address`); ``recv_buffer`` sets
+        SO_RCVBUF (see :data:`SERVER_RECV_BUFFER`), None keeps the system default."""
         self = cls()
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -80,6 +89,12 @@ class UdpTransport:
         if hasattr(transport, "max_size"):
             transport.max_size = read_size
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if recv_buffer is not None and sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
+            except OSError as exc:
+                log.warning("cannot set the UDP receive buffer to %d bytes: %s", recv_buffer, exc)
         sockname = transport.get_extra_info("sockname")
         self._local = (sockname[0], sockname[1])
         return self

@@ -33,7 +33,7 @@ from spmp.coap.errors import CoapError, PeerReset, RequestTimeout, TransportClos
 from spmp.coap.message import Code, Request, Response
 from spmp.coap.observe import Observation as CoapObservation
 from spmp.coap.transport import Peer
-from spmp.coap.udp import UdpTransport
+from spmp.coap.udp import SERVER_RECV_BUFFER, UdpTransport
 from spmp.lwm2m import codecs
 from spmp.lwm2m.attributes import AttributeUpdate, NotificationAttributes, parse_query
 from spmp.lwm2m.content_format import ContentFormat
@@ -211,7 +211,7 @@ class ManagementServer:
                     "plain CoAP enabled: registrations and data on this port are neither authenticated nor encrypted",
                     extra={"address": f"{self.host}:{self.coap_port}"},
                 )
-                udp = await UdpTransport.bind(self.host, self.coap_port)
+                udp = await UdpTransport.bind(self.host, self.coap_port, recv_buffer=SERVER_RECV_BUFFER)
                 self.coap = Endpoint(udp, params=self.params)
                 self.coap.handler = self._handler_for(self.coap)
                 self.coap.on_unmatched_notification = self._resume_hook(self.coap)
