@@ -98,6 +98,7 @@ def test_notifications_after_restart_land_in_telemetry_without_update(tmp_path: 
                 assert second.observations.count() == 0  # nothing live yet: only the stored observation
                 temperature.set_value(0, SingleResource(5700, 23.25, FLOAT))
                 await _until(lambda: second is not None and second.observations.stats.notifications >= 1, 20.0)
+                await asyncio.sleep(0.05)  # telemetry keeps one point per path and millisecond
                 temperature.set_value(0, SingleResource(5700, 24.0, FLOAT))
                 await _until(lambda: second is not None and second.observations.stats.notifications >= 2)
                 await second.sink.flush()
