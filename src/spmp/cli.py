@@ -172,7 +172,7 @@ def main(
         spmp_logging.configure(log_level, "json" if log_format is LogFormat.JSON else "kv")
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--log-level") from None
-    log.debug("cli started", extra={"version": __version__, "argv": sys.argv[1:]})
+    log.debug("cli started", extra={"version": __version__, "argv": spmp_logging.redact_argv(sys.argv[1:])})
 
 
 # ------------------------------------------------------------------------------------------ objects
@@ -462,8 +462,20 @@ DataOption = Annotated[
 
 
 def _store_path(data: FilePath) -> FilePath:
-    data.mkdir(parents=True, exist_ok=True)
+    """``DIR/spmp.db``, creating DIR; a red error (exit 2) when DIR cannot be created."""
+    _data_dir(data)
     return data / "spmp.db"
+
+
+def _data_dir(data: FilePath) -> FilePath:
+    """Create a data directory (and its parents) if missing; a red error (exit 2) when that fails."""
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot use data directory {str(data)!r}: {exc.strerror or exc}")
+    if not data.is_dir():
+        _fail(f"cannot use data directory {str(data)!r}: not a directory")
+    return data
 
 
 CertOption = Annotated[
@@ -645,6 +657,8 @@ def _start_api(
         token, created = load_or_create_token(data, explicit_token)
     except ValueError as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot keep the API token in {str(data)!r}: {exc.strerror or exc}")
     if created:
         typer.echo(f"API token (kept in {data / 'api-token'}): {token}", err=True)
     api = create_app(mgmt, store, token)
@@ -672,14 +686,10 @@ def psk_add(
     if not secret or not identity or not endpoint:
         _fail("--endpoint, --identity and --key must not be empty")
 
-    async def put() -> None:
-        async with SqliteStore(_store_path(data)) as store:
-            await store.put_security(SecurityInfo(endpoint, identity, secret))
+    async def put(store: Store) -> None:
+        await store.put_security(SecurityInfo(endpoint, identity, secret))
 
-    try:
-        asyncio.run(put())
-    except StoreError as exc:
-        _fail(str(exc))
+    _with_store(put)(data)
     typer.echo(f"PSK stored for endpoint {endpoint!r} (identity {identity!r}, {len(secret)}-byte key)")
 
 
@@ -687,11 +697,10 @@ def psk_add(
 def psk_list(data: DataOption = DEFAULT_DATA_DIR) -> None:
     """List endpoints with a PSK: endpoint, identity and key length (keys are never printed)."""
 
-    async def fetch() -> list[SecurityInfo]:
-        async with SqliteStore(_store_path(data)) as store:
-            return await store.list_security()
+    async def fetch(store: Store) -> list[SecurityInfo]:
+        return await store.list_security()
 
-    infos = asyncio.run(fetch())
+    infos: list[SecurityInfo] = _with_store(fetch)(data)
     table = Table(title=f"PSK credentials ({len(infos)})", title_justify="left")
     table.add_column("endpoint")
     table.add_column("identity")
@@ -777,6 +786,8 @@ def bootstrap(  # noqa: PLR0917 - Typer maps each parameter to an option
         asyncio.run(serve())
     except KeyboardInterrupt:
         pass
+    except StoreError as exc:
+        _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot listen: {exc}")
 
@@ -1383,6 +1394,8 @@ def demo(
         asyncio.run(_run_demo(sites, speed, api_port, db, duration))
     except KeyboardInterrupt:
         pass
+    except StoreError as exc:
+        _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot listen: {exc}")
 

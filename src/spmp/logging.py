@@ -23,7 +23,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
@@ -36,6 +36,7 @@ __all__ = [
     "configure",
     "is_secret_key",
     "redact",
+    "redact_argv",
 ]
 
 REDACTED = "***"
@@ -123,6 +124,37 @@ def redact_text(text: str) -> str:
         return text
     pieces.append(text[position:])
     return "".join(pieces)
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:)[^/@\s]*(?=@)")
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """A command line with the values of secret options masked, fit for a log line.
+
+    ``--psk-key 0011``, ``--api-token=abc`` and ``--bts-password x`` become ``--psk-key ***``,
+    ``--api-token=***`` and ``--bts-password ***`` (an option is secret when :func:`is_secret_key`
+    says its name is; ``--key-file PATH`` names a file, not a secret, and stays). The password of a
+    URL (``postgresql://user:pw@host``) is masked wherever it appears.
+    """
+    masked: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            masked.append(REDACTED)
+            hide_next = False
+            continue
+        if arg.startswith("--") and len(arg) > 2:
+            name, eq, _ = arg[2:].partition("=")
+            if is_secret_key(name) and not name.endswith("-file"):
+                if eq:
+                    masked.append(f"--{name}={REDACTED}")
+                else:
+                    masked.append(arg)
+                    hide_next = True
+                continue
+        masked.append(_URL_PASSWORD.sub(rf"\g<head>{REDACTED}", arg))
+    return masked
 
 
 class SecretFilter(logging.Filter):
