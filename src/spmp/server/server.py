@@ -251,6 +251,8 @@ class ManagementServer:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.psk_cache is not None:
+            await self.psk_cache.close()
         for session in self.registrations_manager.sessions():
             self._fail_queue(session, ServerError("server stopped"))
         await self._close_endpoints()
