@@ -478,6 +478,34 @@ def _data_dir(data: FilePath) -> FilePath:
     return data
 
 
+KEY_FILE_HELP = "keeps the key out of `ps` and shell history"
+
+
+def _key_text(key: str | None, key_file: str | None, option: str, file_option: str) -> str | None:
+    """The hexadecimal key of ``option``, or read from ``file_option`` (a file, ``-`` for stdin).
+
+    Whitespace in the file (a trailing newline, spaced bytes) is ignored. None when neither is given.
+    """
+    if key is not None and key_file is not None:
+        _fail(f"give {option} or {file_option}, not both")
+    if key_file is None:
+        return key
+    try:
+        text = sys.stdin.read() if key_file == "-" else FilePath(key_file).read_text(encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot read {file_option} {key_file!r}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        _fail(f"{file_option} {key_file!r} is not text: it must hold the key in hexadecimal")
+    return "".join(text.split())
+
+
+def _hex_key(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        _fail(f"{what} must be hexadecimal, for example 73656372657431")
+
+
 CertOption = Annotated[
     FilePath | None, typer.Option("--cert", help="X.509 mode: our certificate (PEM; intermediates may follow).")
 ]
@@ -675,14 +703,24 @@ app.add_typer(psk_app, name="psk")
 def psk_add(
     endpoint: Annotated[str, typer.Option("--endpoint", help="The device's LwM2M endpoint name.")],
     identity: Annotated[str, typer.Option("--identity", help="The PSK identity the device presents in DTLS.")],
-    key: Annotated[str, typer.Option("--key", help="The pre-shared key, in hexadecimal.")],
+    key: Annotated[str | None, typer.Option("--key", help="The pre-shared key, in hexadecimal.")] = None,
+    key_file: Annotated[
+        str | None,
+        typer.Option(
+            "--key-file", metavar="FILE", help=f"Read the hexadecimal key from FILE (- for stdin): {KEY_FILE_HELP}."
+        ),
+    ] = None,
     data: DataOption = DEFAULT_DATA_DIR,
 ) -> None:
-    """Add or replace an endpoint's PSK (a running server picks it up within 30 s)."""
-    try:
-        secret = bytes.fromhex(key)
-    except ValueError:
-        _fail("--key must be hexadecimal, for example 73656372657431")
+    """Add or replace an endpoint's PSK (a running server picks it up within 30 s).
+
+    Give the key with --key HEX, or better with --key-file FILE or --key-file - (stdin), which
+    keep it out of `ps` and shell history: `spmp psk add --endpoint e --identity i --key-file - < e.hex`.
+    """
+    text = _key_text(key, key_file, "--key", "--key-file")
+    if text is None:
+        _fail("give the key with --key HEX or --key-file FILE (- for stdin)")
+    secret = _hex_key(text, "--key-file" if key_file is not None else "--key")
     if not secret or not identity or not endpoint:
         _fail("--endpoint, --identity and --key must not be empty")
 
@@ -960,14 +998,24 @@ def _config_json(config: BootstrapConfig) -> dict[str, Any]:
 def bootstrap_psk_add(
     endpoint: Annotated[str, typer.Option("--endpoint", help="The device's LwM2M endpoint name.")],
     identity: Annotated[str, typer.Option("--identity", help="The factory PSK identity.")],
-    key: Annotated[str, typer.Option("--key", help="The factory pre-shared key, in hexadecimal.")],
+    key: Annotated[str | None, typer.Option("--key", help="The factory pre-shared key, in hexadecimal.")] = None,
+    key_file: Annotated[
+        str | None,
+        typer.Option(
+            "--key-file", metavar="FILE", help=f"Read the hexadecimal key from FILE (- for stdin): {KEY_FILE_HELP}."
+        ),
+    ] = None,
     data: DataOption = DEFAULT_DATA_DIR,
 ) -> None:
-    """Add or replace a device's factory (bootstrap) PSK; a running bootstrap server picks it up."""
-    try:
-        secret = bytes.fromhex(key)
-    except ValueError:
-        _fail("--key must be hexadecimal, for example 73656372657431")
+    """Add or replace a device's factory (bootstrap) PSK; a running bootstrap server picks it up.
+
+    Give the key with --key HEX, or better with --key-file FILE or --key-file - (stdin), which
+    keep it out of `ps` and shell history.
+    """
+    text = _key_text(key, key_file, "--key", "--key-file")
+    if text is None:
+        _fail("give the key with --key HEX or --key-file FILE (- for stdin)")
+    secret = _hex_key(text, "--key-file" if key_file is not None else "--key")
     if not secret or not identity or not endpoint:
         _fail("--endpoint, --identity and --key must not be empty")
 
@@ -1012,13 +1060,25 @@ def bootstrap_psk_delete(
 def client_command(  # noqa: PLR0917 - Typer maps each parameter to an option
     endpoint: Annotated[str, typer.Option("--endpoint", help="The LwM2M endpoint name of this client.")],
     server_uri: Annotated[
-        str | None, typer.Option("--server", help="Register directly with this LwM2M server (coap[s]://host:port).")
+        str | None,
+        typer.Option(
+            "--server",
+            help="Register directly with this LwM2M server: coaps://host:5684 (coap://host:5683 only with --insecure).",
+        ),
     ] = None,
     bootstrap_uri: Annotated[
         str | None, typer.Option("--bootstrap", help="Bootstrap from this server (coap[s]://host:port) instead.")
     ] = None,
     psk_identity: Annotated[str | None, typer.Option("--psk-identity", help="DTLS PSK identity.")] = None,
     psk_key: Annotated[str | None, typer.Option("--psk-key", help="DTLS pre-shared key, in hexadecimal.")] = None,
+    psk_key_file: Annotated[
+        str | None,
+        typer.Option(
+            "--psk-key-file",
+            metavar="FILE",
+            help=f"Read the hexadecimal pre-shared key from FILE (- for stdin): {KEY_FILE_HELP}.",
+        ),
+    ] = None,
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Allow plain coap:// (NoSec: no authentication, no encryption).")
     ] = False,
@@ -1029,6 +1089,8 @@ def client_command(  # noqa: PLR0917 - Typer maps each parameter to an option
 ) -> None:
     """Run an LwM2M client with a Device object until Ctrl-C, then de-register.
 
+    Normal case: `spmp client --endpoint E --server coaps://host:5684 --psk-identity ID --psk-key-file KEYFILE`
+    (--psk-key-file - reads stdin; --psk-key HEX works too but shows the key in `ps`).
     With --cert/--key/--ca (and --server coaps://…) it uses security mode Certificate: the files go to
     /0/x/3 (certificate), /0/x/5 (key) and /0/x/4 (the CA the server's certificate must chain to).
     """
@@ -1041,6 +1103,7 @@ def client_command(  # noqa: PLR0917 - Typer maps each parameter to an option
         secure = parse_uri(uri).secure
     except AccountError as exc:
         _fail(str(exc))
+    psk_key = _key_text(psk_key, psk_key_file, "--psk-key", "--psk-key-file")
     credentials = _x509(cert, key, ca)
     if credentials is not None:
         if server_uri is None or not secure:
@@ -1058,11 +1121,8 @@ def client_command(  # noqa: PLR0917 - Typer maps each parameter to an option
     psk: bytes | None = None
     if secure:
         if not psk_identity or not psk_key:
-            _fail("coaps:// needs --psk-identity and --psk-key")
-        try:
-            psk = bytes.fromhex(psk_key)
-        except ValueError:
-            _fail("--psk-key must be hexadecimal, for example 73656372657431")
+            _fail("coaps:// needs --psk-identity and --psk-key (or --psk-key-file)")
+        psk = _hex_key(psk_key, "--psk-key-file" if psk_key_file is not None else "--psk-key")
     elif not insecure:
         _fail("coap:// is unauthenticated and unencrypted (NoSec): add --insecure to use it anyway")
     else:
@@ -1189,11 +1249,8 @@ def _charger_accounts(  # noqa: PLR0917 - the command's options, passed on
     key: bytes | None = None
     if secure:
         if not psk_identity or not psk_key:
-            _fail("coaps:// needs --psk-identity and --psk-key")
-        try:
-            key = bytes.fromhex(psk_key)
-        except ValueError:
-            _fail("--psk-key must be hexadecimal, for example 73656372657431")
+            _fail("coaps:// needs --psk-identity and --psk-key (or --psk-key-file)")
+        key = _hex_key(psk_key, "the pre-shared key")
     elif not insecure:
         _fail("coap:// is unauthenticated and unencrypted (NoSec): add --insecure to use it anyway")
     else:
@@ -1220,6 +1277,14 @@ def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
     ] = None,
     psk_identity: Annotated[str | None, typer.Option("--psk-identity", help="DTLS PSK identity.")] = None,
     psk_key: Annotated[str | None, typer.Option("--psk-key", help="DTLS pre-shared key, in hexadecimal.")] = None,
+    psk_key_file: Annotated[
+        str | None,
+        typer.Option(
+            "--psk-key-file",
+            metavar="FILE",
+            help=f"Read the hexadecimal pre-shared key from FILE (- for stdin): {KEY_FILE_HELP}.",
+        ),
+    ] = None,
     server_uri: Annotated[
         str | None, typer.Option("--server", help="Register directly with this LwM2M server instead.")
     ] = None,
@@ -1256,10 +1321,12 @@ def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
 ) -> None:
     """Run one SPMP charger (LwM2M client) until Ctrl-C, then de-register.
 
-    Factory mode: `spmp charger --bootstrap coaps://127.0.0.1:5784 --psk-identity ID --psk-key HEX`.
+    Factory mode: `spmp charger --bootstrap coaps://127.0.0.1:5784 --psk-identity ID --psk-key-file KEYFILE`
+    (--psk-key-file - reads stdin; --psk-key HEX works too but shows the key in `ps`).
     With --modbus HOST:PORT the measurements come from a real controller (TriStar MPPT map).
     """
     name = endpoint or f"charger-{seed}"
+    psk_key = _key_text(psk_key, psk_key_file, "--psk-key", "--psk-key-file")
     accounts = _charger_accounts(server_uri, bootstrap_uri, psk_identity, psk_key, insecure, lifetime)
     address = _modbus_address(modbus) if modbus is not None else None
     if rules not in ("default", "none"):
