@@ -33,13 +33,18 @@ from typing import Any
 from spmp.bootstrap.psk import BootstrapPskCache, ensure_server_psk
 from spmp.bootstrap.session import (
     BootstrapPlanError,
+    ExistingServer,
     PskCredentials,
     Step,
     StepKind,
     check_response,
+    choose_content_format,
     discover_step,
     needs_generated_psk,
+    parse_server_read,
     plan_session,
+    read_step,
+    wants_bootstrap_read,
 )
 from spmp.coap.dtls import DtlsClientTransport, DtlsError, DtlsServerTransport
 from spmp.coap.endpoint import CoapParameters, Endpoint
@@ -90,6 +95,8 @@ class SessionResult:
     content_format: int | None = None
     steps: list[StepResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    existing_servers: list[ExistingServer] | None = None
+    """The client's Server instances as Bootstrap-Read found them; None when /1 was not read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +137,7 @@ class BootstrapServer:
         psk_reload_interval: float = 10.0,
         dtls_options: dict[str, Any] | None = None,
         history: int = 1000,
+        bootstrap_read: bool = True,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -141,6 +149,8 @@ class BootstrapServer:
         self.coap_params = coap_params
         self.psk_reload_interval = psk_reload_interval
         self.dtls_options = dict(dtls_options or {})
+        self.bootstrap_read = bootstrap_read
+        """Bootstrap-Read /1 when the configuration keeps existing accounts (see :mod:`spmp.bootstrap.session`)."""
         self.psks = BootstrapPskCache(store)
         self.results: deque[SessionResult] = deque(maxlen=history)
         """Finished and failed sessions, oldest first."""
@@ -321,7 +331,19 @@ class BootstrapServer:
                 )
                 if not peer.secure:
                     log.warning("sending a server psk over plain coap", extra={"endpoint": ep, "peer": str(peer)})
-            plan = plan_session(config, discovered, self.registry, preferred_format=pct, generated_psk=generated)
+            existing: tuple[ExistingServer, ...] | None = None
+            if self.bootstrap_read and wants_bootstrap_read(config, discovered):
+                assert discovered is not None
+                fmt = choose_content_format(pct, discovered.lwm2m_version)
+                existing = await self._read_servers(result, endpoint, peer, read_step(fmt))
+            plan = plan_session(
+                config,
+                discovered,
+                self.registry,
+                preferred_format=pct,
+                generated_psk=generated,
+                existing_servers=existing,
+            )
             result.content_format = int(plan.content_format)
             result.notes.extend(plan.notes)
             for step in plan.steps:
@@ -352,6 +374,24 @@ class BootstrapServer:
         except Lwm2mError as exc:
             result.notes.append(f"unreadable Bootstrap-Discover answer ({exc}); assuming LwM2M 1.0")
             return None
+
+    async def _read_servers(
+        self, result: SessionResult, endpoint: Endpoint, peer: Peer, step: Step
+    ) -> tuple[ExistingServer, ...] | None:
+        """Bootstrap-Read of /1; a refusal or an unreadable answer is noted, not fatal (Discover suffices)."""
+        response = await self._send(result, endpoint, peer, step)
+        if response.code != Code.CONTENT:
+            result.notes.append(f"Bootstrap-Read of /1 answered {code_str(response.code)}; going on with Discover")
+            return None
+        try:
+            existing = parse_server_read(
+                response.payload, response.content_format or int(step.accept or 0), self.registry
+            )
+        except Lwm2mError as exc:
+            result.notes.append(f"unreadable Bootstrap-Read answer ({exc}); going on with Discover")
+            return None
+        result.existing_servers = list(existing)
+        return existing
 
     async def _run_step(self, result: SessionResult, endpoint: Endpoint, peer: Peer, step: Step) -> str | None:
         response = await self._send(result, endpoint, peer, step)

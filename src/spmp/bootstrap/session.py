@@ -1,6 +1,7 @@
 """The bootstrap sequence for one client as a plan of steps (TS Core §6.1, Transport §6.1), pure.
 
-A session is: Bootstrap-Discover (``GET /`` with Accept 40) → Bootstrap-Delete of what must go →
+A session is: Bootstrap-Discover (``GET /`` with Accept 40) → (optionally) Bootstrap-Read of the
+Server object → Bootstrap-Delete of what must go →
 Bootstrap-Write of one Security (/0) and one Server (/1) instance per management server → the
 configuration's extra writes → Bootstrap-Finish (``POST /bs``). Discover comes first because its
 answer decides the rest: which /0 instance is the client's bootstrap account (our Security
@@ -8,13 +9,20 @@ instances must not collide with it), which instances already exist (with ``delet
 an account with the same Short Server ID is overwritten in place), and the client's enabler
 version (``lwm2m=``), which picks the content format when the client did not ask for one (``pct``).
 
+Bootstrap-Read (1.1: only the Server (/1) and Access Control (/2) objects may be read) is used when
+the configuration keeps what the client has (``delete_existing=False``) and the client is 1.1+ with
+Server instances (:func:`wants_bootstrap_read`): the server accounts read
+(:func:`parse_server_read`) say which instance holds which Short Server ID, with which lifetime and
+binding. An account whose Server instance already holds exactly what we would write is not rewritten,
+and accounts not in the configuration are kept (and reported in the plan's notes).
+
 Nothing here does I/O or draws random numbers: the server (:mod:`spmp.bootstrap.server`) sends the
 steps, and passes in the per-endpoint PSK it generated or found in the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -26,6 +34,8 @@ from spmp.lwm2m.model import ModelLookup, ObjectModel
 from spmp.lwm2m.node import (
     MultipleResource,
     Node,
+    Object,
+    ObjectInstance,
     ResourceInstance,
     SingleResource,
     instance_from_model,
@@ -40,6 +50,7 @@ from spmp.store import BootstrapConfig, BootstrapWrite, SecurityMode, ServerAcco
 __all__ = [
     "WRITE_FORMATS",
     "BootstrapPlanError",
+    "ExistingServer",
     "PskCredentials",
     "SessionPlan",
     "Step",
@@ -48,7 +59,10 @@ __all__ = [
     "choose_content_format",
     "discover_step",
     "needs_generated_psk",
+    "parse_server_read",
     "plan_session",
+    "read_step",
+    "wants_bootstrap_read",
 ]
 
 # Security (0) and Server (1) resource ids (objects/security.py, objects/server.py).
@@ -86,14 +100,22 @@ class PskCredentials:
 
 class StepKind(StrEnum):
     DISCOVER = "discover"
+    READ = "read"
     DELETE = "delete"
     WRITE = "write"
     FINISH = "finish"
 
 
-_METHODS = {StepKind.DISCOVER: "GET", StepKind.DELETE: "DELETE", StepKind.WRITE: "PUT", StepKind.FINISH: "POST"}
+_METHODS = {
+    StepKind.DISCOVER: "GET",
+    StepKind.READ: "GET",
+    StepKind.DELETE: "DELETE",
+    StepKind.WRITE: "PUT",
+    StepKind.FINISH: "POST",
+}
 _EXPECTED = {
     StepKind.DISCOVER: ResponseCode.CONTENT,
+    StepKind.READ: ResponseCode.CONTENT,
     StepKind.DELETE: ResponseCode.DELETED,
     StepKind.WRITE: ResponseCode.CHANGED,
     StepKind.FINISH: ResponseCode.CHANGED,
@@ -133,6 +155,72 @@ class Step:
 def discover_step() -> Step:
     """Bootstrap-Discover of the whole client: ``GET /`` with Accept application/link-format."""
     return Step(StepKind.DISCOVER, ROOT, accept=ContentFormat.LINK, what="what the client has")
+
+
+def read_step(content_format: ContentFormat) -> Step:
+    """Bootstrap-Read of the Server object: ``GET /1`` with Accept ``content_format``."""
+    return Step(StepKind.READ, Path.of(ids.SERVER), accept=int(content_format), what="existing server accounts")
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingServer:
+    """A Server (/1) instance as Bootstrap-Read found it on the client."""
+
+    instance_id: int
+    short_server_id: int | None
+    lifetime: int | None = None
+    default_pmin: int | None = None
+    default_pmax: int | None = None
+    notification_storing: bool | None = None
+    binding: str | None = None
+
+    def matches(self, account: ServerAccount) -> bool:
+        """Whether writing ``account``'s Server instance would change nothing we write."""
+        return (
+            self.short_server_id == account.short_server_id
+            and self.lifetime == account.lifetime
+            and self.notification_storing == account.notification_storing
+            and self.binding == account.binding
+            and (account.default_pmin is None or self.default_pmin == account.default_pmin)
+            and (account.default_pmax is None or self.default_pmax == account.default_pmax)
+        )
+
+    def __str__(self) -> str:
+        return f"/1/{self.instance_id} (Short Server ID {self.short_server_id}, lifetime {self.lifetime})"
+
+
+def wants_bootstrap_read(config: BootstrapConfig, discovered: BootstrapDiscover | None) -> bool:
+    """Read /1 when it matters and is allowed: existing accounts are kept, the client is 1.1+ and has some."""
+    if config.delete_existing or discovered is None or discovered.lwm2m_version in (None, "1.0"):
+        return False
+    return any(link.path.object_id == ids.SERVER and link.path.instance_id is not None for link in discovered.links)
+
+
+def parse_server_read(payload: bytes, content_format: int, models: ModelLookup) -> tuple[ExistingServer, ...]:
+    """The Server instances of a Bootstrap-Read answer on /1; raises :class:`Lwm2mError` if unreadable."""
+    node = codecs.decode(payload, Path.of(ids.SERVER), content_format, models)
+    if isinstance(node, Object):
+        instances = dict(node.instances)
+    elif isinstance(node, ObjectInstance) and node.id is not None:
+        instances = {node.id: node}
+    else:
+        raise BootstrapPlanError(f"Bootstrap-Read of /1 answered a {type(node).__name__}, not Server instances")
+    return tuple(
+        ExistingServer(
+            instance_id,
+            _int(instance.value(SRV_SSID)),
+            _int(instance.value(SRV_LIFETIME)),
+            _int(instance.value(SRV_PMIN)),
+            _int(instance.value(SRV_PMAX)),
+            value if isinstance(value := instance.value(SRV_STORING), bool) else None,
+            value if isinstance(value := instance.value(SRV_BINDING), str) else None,
+        )
+        for instance_id, instance in sorted(instances.items())
+    )
+
+
+def _int(value: Value | None) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def check_response(step: Step, code: int, diagnostic: str = "") -> str | None:
@@ -179,6 +267,8 @@ class SessionPlan:
     """Short Server ID → the /0 instance id chosen for it."""
     server_instances: Mapping[int, int] = field(default_factory=dict)
     """Short Server ID → the /1 instance id chosen for it."""
+    unchanged_servers: tuple[int, ...] = ()
+    """Short Server IDs whose Server instance Bootstrap-Read found as configured (not rewritten)."""
     notes: tuple[str, ...] = ()
 
 
@@ -189,11 +279,14 @@ def plan_session(
     *,
     preferred_format: int | None = None,
     generated_psk: PskCredentials | None = None,
+    existing_servers: Sequence[ExistingServer] | None = None,
 ) -> SessionPlan:
     """The steps after Discover for ``config``; ``discovered`` is None if Discover failed (a 1.0 client).
 
     ``generated_psk`` is written into every PSK account that has no key of its own
-    (:func:`needs_generated_psk`); it is an error to leave it out then.
+    (:func:`needs_generated_psk`); it is an error to leave it out then. ``existing_servers`` is
+    what Bootstrap-Read of /1 found (None when it was not read); it counts only with
+    ``delete_existing=False``.
     """
     version = discovered.lwm2m_version if discovered is not None else None
     fmt = choose_content_format(preferred_format, version)
@@ -214,8 +307,20 @@ def plan_session(
         ]
         security_by_ssid, server_by_ssid = {}, {}
         existing = {ids.SECURITY: set(bootstrap_ids), ids.SERVER: set()}
+    read: dict[int, ExistingServer] = {}
+    if existing_servers is not None and not config.delete_existing:
+        # What Bootstrap-Read found is the Server object itself: it wins over Discover's attributes.
+        read = {server.instance_id: server for server in existing_servers}
+        existing[ids.SERVER] |= set(read)
+        server_by_ssid = {ssid: iid for ssid, iid in server_by_ssid.items() if iid not in read}
+        server_by_ssid |= {s.short_server_id: s.instance_id for s in read.values() if s.short_server_id is not None}
+        configured = {account.short_server_id for account in config.servers}
+        for server in read.values():
+            if server.short_server_id not in configured:
+                notes.append(f"kept {server}: not in the configuration")
     security_ids = _assign(config.servers, security_by_ssid, existing[ids.SECURITY])
     server_ids = _assign(config.servers, server_by_ssid, existing[ids.SERVER])
+    unchanged: list[int] = []
 
     for account in config.servers:
         credentials = _credentials(account, generated_psk)
@@ -224,13 +329,18 @@ def plan_session(
         steps.append(_write(path, node, fmt, models, f"Security for {account.short_server_id} {account.uri}"))
     for account in config.servers:
         path = Path.of(ids.SERVER, server_ids[account.short_server_id])
+        found = read.get(server_ids[account.short_server_id])
+        if found is not None and found.matches(account):
+            unchanged.append(account.short_server_id)
+            notes.append(f"Server {account.short_server_id} at {path} already as configured: not rewritten")
+            continue
         node = _server_instance(account, path, models)
         steps.append(_write(path, node, fmt, models, f"Server {account.short_server_id}, lifetime {account.lifetime}"))
     for extra in config.writes:
         path, node = _extra_node(extra, models)
         steps.append(_write(path, node, fmt, models, "extra write"))
     steps.append(Step(StepKind.FINISH, ROOT, what="Bootstrap-Finish"))
-    return SessionPlan(fmt, version, tuple(steps), security_ids, server_ids, tuple(notes))
+    return SessionPlan(fmt, version, tuple(steps), security_ids, server_ids, tuple(unchanged), tuple(notes))
 
 
 def _existing(
