@@ -306,7 +306,21 @@ def test_read_errors() -> None:
         bad_timeout = await env.http.get("/api/clients/dev1/3/0/0", params={"timeout": "-1"})
         assert bad_timeout.status_code == 400
         not_a_path = await env.http.get("/api/clients/dev1/3/zero")
-        assert not_a_path.status_code == 404
+        assert not_a_path.status_code == 400 and not_a_path.json()["error"] == "bad_request"
+        for method, malformed in (
+            ("GET", "3/abc"),
+            ("PUT", "3/0/x"),
+            ("POST", "3/0/abc/observe"),
+            ("GET", "3/-1"),
+            ("GET", "3/0/1/2/3"),
+            ("GET", "3/70000"),
+        ):
+            answer = await env.http.request(method, f"/api/clients/dev1/{malformed}")
+            assert answer.status_code == 400, malformed
+            assert answer.json()["error"] == "bad_request", malformed
+            assert "malformed path" in answer.json()["message"], malformed
+        abc = (await env.http.get("/api/clients/dev1/3/abc")).json()["message"]
+        assert "'/3/abc'" in abc and "LwM2M path" in abc
         env.device.fail_with = ResponseCode.METHOD_NOT_ALLOWED
         assert (await env.http.get("/api/clients/dev1/3/0/4")).status_code == 405
         env.device.fail_with = ResponseCode.NOT_ACCEPTABLE

@@ -167,7 +167,12 @@ def _path(text: str) -> Path:
     try:
         return parse_path(text)
     except JsonNodeError as exc:
-        raise ApiError(404, "not_found", f"{text!r} is neither an LwM2M path nor an operation: {exc.reason}") from None
+        raise ApiError(
+            400,
+            "bad_request",
+            f"malformed path {text!r}: {exc.reason}; expected an LwM2M path of numeric ids (/3/0/9) or an operation"
+            " (telemetry, composite/read|write|observe, <path>/observe|attributes|discover)",
+        ) from None
 
 
 # ------------------------------------------------------------------------------------- operations
