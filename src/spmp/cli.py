@@ -653,11 +653,13 @@ async def _serve(
         await mgmt.start()
         api_task: asyncio.Task[None] | None = None
         try:
-            api_task = _start_api(mgmt, opened, api_token, (host, api_port), db.parent)
+            api_task, api_url = _start_api(mgmt, opened, api_token, (host, api_port), db.parent)
+            coaps = _bound_port(mgmt.coaps_address, coaps_port)
+            coap = _bound_port(mgmt.coap_address, coap_port)
             typer.echo(
-                f"spmp server: coaps://{host}:{coaps_port}"
-                + (f", coap://{host}:{coap_port}" if insecure else "")
-                + (f", API http://{host}:{api_port}" if api_task is not None else ", API not available")
+                f"spmp server: coaps://{_url_host(host)}:{coaps}"
+                + (f", coap://{_url_host(host)}:{coap}" if insecure else "")
+                + f", API {api_url}"
                 + f", data {db.parent}"
                 + (f", cluster node {node_id!r}" if mgmt.cluster is not None else ""),
                 err=True,
@@ -670,27 +672,47 @@ async def _serve(
             await mgmt.stop()
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _bound_port(bound: tuple[str, int] | None, asked: int) -> int:
+    """The port a server actually listens on (what port 0 became), else the one asked for."""
+    return bound[1] if bound is not None else asked
+
+
 def _start_api(
     mgmt: ManagementServer, store: Store, explicit_token: str | None, address: tuple[str, int], data: FilePath
-) -> asyncio.Task[None] | None:
-    """Serve the REST API in a task, or log why it is not available (and return None)."""
+) -> tuple[asyncio.Task[None] | None, str]:
+    """Serve the REST API in a task: (the task, its URL), or log why it is not available: (None, why).
+
+    The port is bound here, before anything is printed: one in use is a red error (exit 2).
+    """
     try:
-        from spmp.api import serve  # noqa: PLC0415 - uvicorn is heavy; only the server needs it
+        from spmp.api import bind, serve  # noqa: PLC0415 - uvicorn is heavy; only the server needs it
         from spmp.api.app import create_app  # noqa: PLC0415
         from spmp.api.token import load_or_create_token  # noqa: PLC0415
     except ImportError as exc:
         log.warning("API not available", extra={"reason": str(exc)})
-        return None
+        return None, "not available"
+    host, port = address
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        _fail(f"cannot listen on the API port {_url_host(host)}:{port} (--api-port): {exc.strerror or exc}")
     try:
         token, created = load_or_create_token(data, explicit_token)
     except ValueError as exc:
+        sock.close()
         _fail(str(exc))
     except OSError as exc:
+        sock.close()
         _fail(f"cannot keep the API token in {str(data)!r}: {exc.strerror or exc}")
     if created:
         typer.echo(f"API token (kept in {data / 'api-token'}): {token}", err=True)
     api = create_app(mgmt, store, token)
-    return asyncio.get_running_loop().create_task(serve(api, address[0], address[1]))
+    url = f"http://{_url_host(host)}:{sock.getsockname()[1]}"
+    return asyncio.get_running_loop().create_task(serve(api, host, port, sock=sock)), url
 
 
 psk_app = typer.Typer(
@@ -816,8 +838,10 @@ def bootstrap(  # noqa: PLR0917 - Typer maps each parameter to an option
                 store, _registry(), host=host, coap_port=coap_port, coaps_port=coaps_port, insecure=insecure
             )
             async with server:
-                plain = f", coap://{host}:{coap_port}" if insecure else ""
-                typer.echo(f"spmp bootstrap: coaps://{host}:{coaps_port}{plain}, data {db.parent}", err=True)
+                where = _url_host(host)
+                plain = f", coap://{where}:{_bound_port(server.coap_address, coap_port)}" if insecure else ""
+                coaps = _bound_port(server.coaps_address, coaps_port)
+                typer.echo(f"spmp bootstrap: coaps://{where}:{coaps}{plain}, data {db.parent}", err=True)
                 await stop.wait()
 
     try:
@@ -1499,8 +1523,8 @@ async def _run_demo(count: int, speed: float, api_port: int, db: FilePath, durat
             await store.put_bootstrap_config(
                 BootstrapConfig(DEFAULT_ENDPOINT, (ServerAccount(101, mgmt_uri, SecurityMode.PSK, lifetime=300),))
             )
-            api_task = _start_api(mgmt, store, None, (host, api_port), db.parent)
-            api = f"http://{host}:{api_port}/api/clients" if api_task is not None else "not available"
+            api_task, api_url = _start_api(mgmt, store, None, (host, api_port), db.parent)
+            api = f"{api_url}/api/clients" if api_task is not None else api_url
             out.print(
                 f"spmp demo: bootstrap {bs_uri}, management {mgmt_uri}, API {api} "
                 f"(token in {db.parent / 'api-token'}), data {db.parent}",

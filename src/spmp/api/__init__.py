@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from starlette.applications import Starlette
 from spmp.api.app import create_app
 from spmp.api.token import load_or_create_token
 
-__all__ = ["ApiServer", "create_app", "load_or_create_token", "serve"]
+__all__ = ["ApiServer", "bind", "create_app", "load_or_create_token", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -81,19 +82,39 @@ async def serve(
     port: int = 8080,
     *,
     on_started: Callable[[tuple[str, int]], None] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve ``app`` over HTTP until cancelled (or until uvicorn is told to exit).
 
+    With ``sock`` (a bound TCP socket, see :func:`bind`) it serves on that socket instead of binding
+    ``host:port`` itself, so that the caller learns of a port in use before anything is printed.
     Cancelling the task that awaits this stops the server cleanly: open event streams end and the
     listening socket closes before the cancellation propagates.
     """
     server = make_server(app, host, port, on_started=on_started)
     # uvicorn captures SIGINT/SIGTERM while serving (main thread only) and re-raises them after its
     # shutdown, so Ctrl-C stops HTTP cleanly and then reaches the caller, which stops CoAP.
+    sockets = [sock] if sock is not None else None
     try:
-        await server.serve()
+        await server.serve(sockets)
     except asyncio.CancelledError:
         server.should_exit = True
         if server.started:
-            await server.shutdown()
+            await server.shutdown(sockets)
         raise
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: any free one) for :func:`serve`; OSError if it cannot be."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
