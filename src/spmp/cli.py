@@ -30,7 +30,7 @@ from rich.tree import Tree
 from spmp import __version__
 from spmp import logging as spmp_logging
 from spmp.bootstrap.psk import ensure_server_psk
-from spmp.bootstrap.server import BootstrapServer
+from spmp.bootstrap.server import BootstrapError, BootstrapServer, SessionResult, parse_address
 from spmp.bootstrap.session import needs_generated_psk
 from spmp.coap.dtls import X509Credentials
 from spmp.lwm2m import (
@@ -1078,6 +1078,57 @@ def bootstrap_psk_delete(
 
     _with_store(delete)(data)
     typer.echo(f"bootstrap PSK of {endpoint!r} deleted")
+
+
+@bootstrap_app.command("start")
+def bootstrap_start(  # noqa: PLR0917 - Typer maps each parameter to an option
+    endpoint: Annotated[str, typer.Option("--endpoint", help="The device's LwM2M endpoint name.")],
+    address: Annotated[
+        str, typer.Option("--address", help="Where the device listens for its bootstrap server: HOST:PORT.")
+    ],
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Plain CoAP (keys cross the network in clear) instead of DTLS.")
+    ] = False,
+    step_timeout: Annotated[
+        float, typer.Option("--step-timeout", help="Seconds each step may take, retransmissions included.")
+    ] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the session's result as JSON.")] = False,
+    data: DataOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Server-initiated bootstrap: run the bootstrap sequence now towards a device listening at --address.
+
+    One-shot: needs the data directory (configuration, bootstrap PSK), not a running `spmp bootstrap`.
+    Over DTLS this command is the DTLS client, with the endpoint's bootstrap PSK. Exit status 0 when
+    the device finished, 1 when the session failed (the reason is printed), 2 when it cannot start.
+    Example: `spmp bootstrap start --endpoint charger-17 --address 192.0.2.7:56830`.
+    """
+    try:
+        host, port = parse_address(address)
+    except ValueError as exc:
+        _fail(str(exc))
+    if step_timeout <= 0:
+        _fail("--step-timeout must be positive")
+
+    async def run(store: Store) -> SessionResult:
+        server = BootstrapServer(store, _registry(), insecure=insecure, step_timeout=step_timeout)
+        if insecure:
+            log.warning("plain coap bootstrap: generated keys cross the network in clear", extra={"endpoint": endpoint})
+        try:
+            return await server.bootstrap_server_initiated(endpoint, host, port, secure=not insecure)
+        except BootstrapError as exc:
+            _fail(str(exc))
+
+    result: SessionResult = _with_store(run)(data)
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        for step in result.steps:
+            typer.echo(f"{step.code or 'no answer':>9}  {step.step}" + (f"  ({step.detail})" if step.detail else ""))
+        for note in result.notes:
+            typer.echo(f"     note  {note}")
+    if not result.ok:
+        _fail(f"bootstrap of {endpoint!r} failed: {result.reason}", code=1)
+    typer.echo(f"bootstrap of {endpoint!r} at {result.peer} finished ({len(result.steps)} steps)", err=as_json)
 
 
 @app.command("client")

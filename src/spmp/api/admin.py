@@ -1,5 +1,9 @@
 """``/api/security/{endpoint}`` and ``/api/bootstrap/{endpoint}``: credentials and provisioning.
 
+``POST /api/bootstrap/{endpoint}/start`` runs a server-initiated bootstrap from this process: it
+needs only the store this API already manages bootstrap configurations in (the bootstrap server's
+listeners are not involved), so it works whenever the bootstrap server shares the store.
+
 Keys are write-only: a PUT takes them (hex), a GET only says whether one is set (``"hasKey"``), so
 a leaked API response or browser cache never carries a PSK. ``?scope=bootstrap`` on the security
 endpoints addresses the PSK a client uses towards the bootstrap server (default: the management
@@ -16,8 +20,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from spmp.api.errors import bad_request, not_found
+from spmp.api.errors import ApiError, bad_request, not_found
 from spmp.api.json_nodes import JsonNodeError, parse_path, value_from_json
+from spmp.bootstrap.server import BootstrapError, BootstrapServer, parse_address
 from spmp.lwm2m.model import ResourceType
 from spmp.lwm2m.objects import default_registry
 from spmp.lwm2m.values import ObjectLink, time_to_seconds
@@ -189,6 +194,58 @@ async def delete_bootstrap(request: Request) -> JSONResponse:
 async def list_bootstrap(request: Request) -> JSONResponse:
     store: Store = request.app.state.store
     return JSONResponse([bootstrap_json(c) for c in await store.list_bootstrap_configs()])
+
+
+BOOTSTRAP_STEP_TIMEOUT = 10.0
+"""Seconds each step of a server-initiated bootstrap started over the API may take."""
+
+
+async def start_bootstrap(request: Request) -> JSONResponse:
+    """Server-initiated bootstrap of the device at ``{"address": "host:port", "secure": true}``.
+
+    200 with the session's result when it finished; 502 with the same body when the device failed it
+    (no answer, a refused step, a rejected Bootstrap-Finish); 409 when it cannot start (no
+    configuration, no bootstrap PSK for DTLS, a session for the endpoint running). ``"secure": false``
+    (plain CoAP) only when the management server runs with ``--insecure``.
+    """
+    endpoint = request.path_params["endpoint"]
+    if endpoint == "*":
+        raise bad_request("give a device's endpoint name, not the default configuration '*'")
+    data = await _json_object(request)
+    address = data.get("address")
+    if not isinstance(address, str):
+        raise bad_request('"address" must be the device\'s "host:port"')
+    try:
+        host, port = parse_address(address)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    secure = data.get("secure", True)
+    if type(secure) is not bool:
+        raise bad_request('"secure" must be true or false')
+    bootstrapper = _bootstrapper(request)
+    if not secure and not bootstrapper.insecure:
+        raise ApiError(403, "forbidden", "plain CoAP bootstrap needs the server started with --insecure")
+    try:
+        result = await bootstrapper.bootstrap_server_initiated(endpoint, host, port, secure=secure)
+    except BootstrapError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return JSONResponse(result.as_json(), status_code=200 if result.ok else 502)
+
+
+def _bootstrapper(request: Request) -> BootstrapServer:
+    """The app's bootstrap server object: never started (no listeners), one session per endpoint at a time."""
+    existing: BootstrapServer | None = getattr(request.app.state, "bootstrapper", None)
+    if existing is None:
+        server: ManagementServer = request.app.state.server
+        existing = BootstrapServer(
+            request.app.state.store,
+            server.registry,
+            insecure=server.insecure,
+            coap_params=server.params,
+            step_timeout=BOOTSTRAP_STEP_TIMEOUT,
+        )
+        request.app.state.bootstrapper = existing
+    return existing
 
 
 def bootstrap_from_json(endpoint: str, data: dict[str, Any]) -> BootstrapConfig:

@@ -154,6 +154,7 @@ def create_app(server: ManagementServer, store: Store, token: str, *, keepalive:
         Route("/api/bootstrap/{endpoint}", g(admin.get_bootstrap), methods=["GET"]),
         Route("/api/bootstrap/{endpoint}", g(admin.put_bootstrap), methods=["PUT"]),
         Route("/api/bootstrap/{endpoint}", g(admin.delete_bootstrap), methods=["DELETE"]),
+        Route("/api/bootstrap/{endpoint}/start", g(admin.start_bootstrap), methods=["POST"]),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {HTTPException: _http_error}
     app = Starlette(routes=routes, exception_handlers=handlers)

@@ -244,6 +244,14 @@ def openapi_document() -> dict[str, Any]:
             ),
             "delete": _op("Remove it", _ok("deleted", _STATUS), _CLIENT),
         },
+        "/api/bootstrap/{endpoint}/start": {
+            "post": _op(
+                "Server-initiated bootstrap of the device at an address (502 with the result if the device failed it)",
+                _ok("the session finished", {"$ref": "#/components/schemas/BootstrapResult"}),
+                _CLIENT,
+                body="#/components/schemas/BootstrapStart",
+            ),
+        },
     }
     return {
         "openapi": "3.1.0",
@@ -319,6 +327,24 @@ def openapi_document() -> dict[str, Any]:
                         "deleteExisting": {"type": "boolean"},
                         "servers": {"type": "array", "items": {"type": "object"}},
                         "writes": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "BootstrapStart": {
+                    "type": "object",
+                    "required": ["address"],
+                    "properties": {
+                        "address": {"type": "string", "description": "host:port the device listens on"},
+                        "secure": {"type": "boolean", "default": True},
+                    },
+                },
+                "BootstrapResult": {
+                    "type": "object",
+                    "properties": {
+                        "ok": {"type": "boolean"},
+                        "reason": {"type": ["string", "null"]},
+                        "steps": {"type": "array", "items": {"type": "object"}},
+                        "notes": {"type": "array", "items": {"type": "string"}},
+                        "existingServers": {"type": ["array", "null"], "items": {"type": "object"}},
                     },
                 },
             },

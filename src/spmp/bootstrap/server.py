@@ -17,7 +17,9 @@ Who may bootstrap (decided before answering 2.04):
 
 Server-initiated bootstrap (:meth:`BootstrapServer.bootstrap_server_initiated`) runs the same
 session towards a client at a known address without a Bootstrap-Request; over DTLS the bootstrap
-server is then the DTLS client, with the endpoint's bootstrap PSK.
+server is then the DTLS client, with the endpoint's bootstrap PSK. It needs only the store, not the
+listeners: on a server that was never started it opens a socket of its own for the session, which is
+how ``spmp bootstrap start`` and ``POST /api/bootstrap/{endpoint}/start`` run it.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from spmp.lwm2m.model import ModelLookup
 from spmp.lwm2m.registration import InvalidRegistrationError, parse_bootstrap_request
 from spmp.store import BootstrapConfig, SecurityScope, Store
 
-__all__ = ["BootstrapError", "BootstrapEvent", "BootstrapServer", "SessionResult", "StepResult"]
+__all__ = ["BootstrapError", "BootstrapEvent", "BootstrapServer", "SessionResult", "StepResult", "parse_address"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,35 @@ class SessionResult:
     notes: list[str] = field(default_factory=list)
     existing_servers: list[ExistingServer] | None = None
     """The client's Server instances as Bootstrap-Read found them; None when /1 was not read."""
+
+    def as_json(self) -> dict[str, Any]:
+        """For the REST API and ``spmp bootstrap start --json`` (camelCase like the rest of the API)."""
+        return {
+            "endpoint": self.endpoint,
+            "peer": self.peer,
+            "initiatedBy": self.initiated_by,
+            "startedAt": self.started_at.isoformat(),
+            "finishedAt": None if self.finished_at is None else self.finished_at.isoformat(),
+            "ok": self.ok,
+            "reason": self.reason,
+            "contentFormat": self.content_format,
+            "steps": [{"step": s.step, "code": s.code, "ok": s.ok, "detail": s.detail} for s in self.steps],
+            "notes": list(self.notes),
+            "existingServers": None
+            if self.existing_servers is None
+            else [
+                {
+                    "instanceId": e.instance_id,
+                    "shortServerId": e.short_server_id,
+                    "lifetime": e.lifetime,
+                    "defaultPmin": e.default_pmin,
+                    "defaultPmax": e.default_pmax,
+                    "notificationStoring": e.notification_storing,
+                    "binding": e.binding,
+                }
+                for e in self.existing_servers
+            ],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,8 +308,10 @@ class BootstrapServer:
         """Bootstrap the client at ``host:port`` without waiting for its Bootstrap-Request.
 
         ``secure``: DTLS with the endpoint's bootstrap PSK, the bootstrap server being the DTLS
-        client; else plain CoAP from the insecure listener. Raises :class:`BootstrapError` when it
-        cannot start; otherwise returns the session's result (which may be a failure).
+        client; else plain CoAP (only with ``insecure=True``) from the insecure listener, or, on a
+        server that was not started, from a socket opened for this session. Raises
+        :class:`BootstrapError` when it cannot start; otherwise returns the session's result (which
+        may be a failure).
         """
         config = await self.store.get_bootstrap_config(endpoint)
         if config is None:
@@ -286,10 +319,17 @@ class BootstrapServer:
         if endpoint in self._sessions:
             raise BootstrapError(f"a bootstrap session for {endpoint!r} is already running")
         if not secure:
-            if self._coap is None:
-                raise BootstrapError("plain CoAP bootstrap needs the server started with insecure=True")
-            task = self._start_session(endpoint, config, self._coap, Peer(host, port), pct=None, by="server")
-            return await task
+            if not self.insecure:
+                raise BootstrapError("plain CoAP bootstrap needs insecure=True (--insecure)")
+            if self._coap is not None:
+                task = self._start_session(endpoint, config, self._coap, Peer(host, port), pct=None, by="server")
+                return await task
+            udp = await UdpTransport.bind("::" if ":" in host else "0.0.0.0", 0)  # the device may be anywhere
+            plain = Endpoint(udp, self._handle, params=self.coap_params)
+            try:
+                return await self._start_session(endpoint, config, plain, Peer(host, port), pct=None, by="server")
+            finally:
+                await plain.close()
         info = await self.store.get_security(endpoint, SecurityScope.BOOTSTRAP)
         if info is None:
             raise BootstrapError(f"endpoint {endpoint!r} has no bootstrap PSK: add one, or use secure=False")
@@ -481,6 +521,16 @@ class _StepError(Exception):
 
 def _known_format(number: int) -> bool:
     return any(int(fmt) == number for fmt in codecs.supported_formats())
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` → (host, port); raises ValueError saying what is wrong."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"give the device's address as HOST:PORT (for example 192.0.2.7:56830), not {text!r}")
+    return host, int(port_text)
 
 
 def _address(address: tuple[str, int] | None) -> str | None:
