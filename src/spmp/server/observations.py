@@ -197,7 +197,17 @@ class TelemetrySink:
 class _Live:
     """One observation the server holds (its CoAP side is ``coap``)."""
 
-    __slots__ = ("coap", "composite", "content_format", "endpoint", "paths", "plan", "registration_id", "token")
+    __slots__ = (
+        "coap",
+        "composite",
+        "content_format",
+        "endpoint",
+        "last_ms",
+        "paths",
+        "plan",
+        "registration_id",
+        "token",
+    )
 
     def __init__(
         self, endpoint: str, registration_id: str, paths: tuple[Path, ...], composite: bool, fmt: int | None
@@ -211,6 +221,23 @@ class _Live:
         self.coap: CoapObservation | None = None
         self.plan: DecodePlan | None = None
         """The notification fast path's plan (see :mod:`spmp.server.fastpath`), made at the first one."""
+        self.last_ms = 0
+        """Arrival stamp (epoch ms) given to this observation's last notification (see :func:`_arrival_ms`)."""
+
+
+def _arrival_ms(live: _Live) -> int:
+    """The arrival time of a notification in epoch ms, strictly increasing per observation.
+
+    The Store keeps one point per endpoint, path and millisecond. Two notifications of one observation
+    that arrive within the same millisecond are two values (a burst of notifications stored while the
+    server was unreachable, or a change right behind another), never a retransmission (the CoAP layer
+    removed those): the later one is stamped one millisecond after the earlier one instead of replacing it.
+    """
+    now = time.time_ns() // 1_000_000
+    if now <= live.last_ms:
+        now = live.last_ms + 1
+    live.last_ms = now
+    return now
 
 
 class ObservationManager:
@@ -386,7 +413,7 @@ class ObservationManager:
         if plan is None or plan.model is not model or plan.fmt != fmt:
             plan = live.plan = plan_for(model, live.paths, live.composite, fmt)
         rows: list[TelemetryRow] = []
-        if not plan.rows(response.payload, live.endpoint, time.time_ns() // 1_000_000, rows):
+        if not plan.rows(response.payload, live.endpoint, _arrival_ms(live), rows):
             return False
         self.stats.points += len(rows)
         if rows:
@@ -426,7 +453,7 @@ class ObservationManager:
             log.warning("undecodable %s", kind, extra={"endpoint": endpoint, "error": str(exc)[:200]})
             raise
         rows: list[TelemetryRow] = []
-        now_ms = to_epoch_ms(now)
+        now_ms = to_epoch_ms(now) if live is None else _arrival_ms(live)
         for when, path, node in series:
             if node is not None:
                 node_rows(endpoint, path, node, now_ms if when is None else to_epoch_ms(utc_ms(when)), rows)

@@ -69,6 +69,9 @@ MAX_UPLINK_PAYLOAD = 64 * 1024
 """Largest Register/Update/Send body accepted (after block-wise reassembly); 4.13 beyond."""
 
 
+RESUME_GRACE = 2.0
+"""See :meth:`ManagementServer._settle_dormant`."""
+
 _MULTI_PREFERENCE = (ContentFormat.SENML_CBOR, ContentFormat.SENML_JSON, ContentFormat.LWM2M_CBOR, ContentFormat.TLV)
 """Multi-value formats in our order of preference, when a 1.1+ client lists what it supports (ct)."""
 
@@ -189,6 +192,8 @@ class ManagementServer:
         self.dtls: DtlsServerTransport | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dormant: dict[str, list[Any]] = {}
+        self.resume_grace = RESUME_GRACE
+        """Seconds between a restarted client's Update and observing again what it did not notify for."""
         self._discovery_slots = asyncio.Semaphore(64)
         self._started = False
 
@@ -397,10 +402,8 @@ class ManagementServer:
             if session.carried or session.queue:
                 self._spawn(self._after_registration(session))
         elif kind == "updated":
-            dormant = self._dormant.pop(endpoint, None)
-            if dormant:
-                session.carried = dormant
-                self._spawn(self._reobserve(session, delete_old=True))
+            if self._dormant.get(endpoint):
+                self._spawn(self._settle_dormant(session))
             self._kick_queue(session)
 
     def _still_registered(self, session: ClientSession) -> bool:
@@ -442,6 +445,20 @@ class ManagementServer:
         if session.registration is current:
             session.registration = updated
         log.debug("discovered", extra={"endpoint": current.endpoint, "links": len(links)})
+
+    async def _settle_dormant(self, session: ClientSession) -> None:
+        """The first Update after a restart, from a client with observations of a previous run: the
+        notifications it stored while we were away come right behind our 2.04, under the old tokens, and
+        are adopted (:meth:`_resume_observation` takes them off the dormant list). Only the observations
+        not heard of within :attr:`resume_grace` are observed again (their old entries deleted): doing
+        that at once would answer the stored notifications with RST, and lose them."""
+        await asyncio.sleep(self.resume_grace)
+        if not self._still_registered(session):
+            return
+        dormant = self._dormant.pop(session.endpoint, None)
+        if dormant:
+            session.carried = dormant + session.carried
+            await self._reobserve(session, delete_old=True)
 
     async def _reobserve(self, session: ClientSession, *, delete_old: bool) -> None:
         carried, session.carried = session.carried, []
