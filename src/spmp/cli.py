@@ -1342,6 +1342,41 @@ def _modbus_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _modbus_target(modbus: str | None, map_file: FilePath | None, unit: int | None) -> tuple[str, int, Any, int] | None:
+    """--modbus, --modbus-map and --modbus-unit as (host, port, register map or None, unit id)."""
+    if modbus is None:
+        if map_file is not None or unit is not None:
+            _fail("--modbus-map and --modbus-unit need --modbus HOST:PORT")
+        return None
+    host, port = _modbus_address(modbus)
+    mapping: Any = None
+    if map_file is not None:
+        from spmp.charger.modbus.mapping import MappingError, load_map  # noqa: PLC0415
+
+        try:
+            mapping = load_map(map_file)
+        except MappingError as exc:
+            _fail(f"--modbus-map: {exc}")
+    return host, port, mapping, 1 if unit is None else unit
+
+
+ModbusMapOption = Annotated[
+    FilePath | None,
+    typer.Option(
+        "--modbus-map",
+        metavar="FILE",
+        help="Register map of the controller (TOML, docs/modbus.md; default: the built-in TriStar MPPT map).",
+        dir_okay=False,
+    ),
+]
+ModbusUnitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--modbus-unit", metavar="N", help="Modbus unit (slave) id of the controller [default: 1].", min=0, max=255
+    ),
+]
+
+
 @app.command("charger")
 def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
     endpoint: Annotated[
@@ -1372,6 +1407,8 @@ def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
             "--modbus", help="Read a real charge controller over Modbus TCP at HOST:PORT instead of simulating."
         ),
     ] = None,
+    modbus_map: ModbusMapOption = None,
+    modbus_unit: ModbusUnitOption = None,
     lat: Annotated[float, typer.Option("--lat", help="Latitude of the simulated site.")] = 0.0,
     lon: Annotated[float, typer.Option("--lon", help="Longitude of the simulated site.")] = 0.0,
     speed: Annotated[
@@ -1398,12 +1435,14 @@ def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
 
     Factory mode: `spmp charger --bootstrap coaps://127.0.0.1:5784 --psk-identity ID --psk-key-file KEYFILE`
     (--psk-key-file - reads stdin; --psk-key HEX works too but shows the key in `ps`).
-    With --modbus HOST:PORT the measurements come from a real controller (TriStar MPPT map).
+    With --modbus HOST:PORT the measurements come from a real controller: a TriStar MPPT by default,
+    another one with --modbus-map FILE (its register map) and --modbus-unit N. No hardware at hand?
+    `spmp modbus-sim` serves a simulated controller to try it with.
     """
     name = endpoint or f"charger-{seed}"
     psk_key = _key_text(psk_key, psk_key_file, "--psk-key", "--psk-key-file")
+    address = _modbus_target(modbus, modbus_map, modbus_unit)
     accounts = _charger_accounts(server_uri, bootstrap_uri, psk_identity, psk_key, insecure, lifetime)
-    address = _modbus_address(modbus) if modbus is not None else None
     if rules not in ("default", "none"):
         _fail("--rules is default or none")
     link: Any = None
@@ -1436,7 +1475,7 @@ def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
 async def _run_charger(
     endpoint: str,
     accounts: tuple[Any, Any],
-    modbus: tuple[str, int] | None,
+    modbus: tuple[str, int, Any, int] | None,
     *,
     lat: float,
     lon: float,
@@ -1459,7 +1498,7 @@ async def _run_charger(
     if modbus is not None:
         from spmp.charger.modbus.source import ModbusSource  # noqa: PLC0415
 
-        modbus_source = ModbusSource(modbus[0], modbus[1])
+        modbus_source = ModbusSource(modbus[0], modbus[1], modbus[3], modbus[2])
         device = ChargerDevice(
             ModbusMeasurementSource(modbus_source),
             SimClock(datetime.now(UTC), 1.0),
@@ -1469,7 +1508,8 @@ async def _run_charger(
             factory_calibrated=False,
             adc_error=0.0,
         )
-        what = f"Modbus controller {modbus_source.endpoint}"
+        what = f"Modbus controller {modbus_source.endpoint} unit {modbus_source.unit_id}"
+        what += f" ({modbus_source.mapping.name or 'register map'})" if modbus[2] is not None else ""
     else:
         device = simulated_charger(registry, lat=lat, lon=lon, seed=seed, speed=speed, serial=endpoint)
         what = f"simulated site ({lat:g}, {lon:g}) at {speed:g}x"
@@ -1485,6 +1525,81 @@ async def _run_charger(
         await runner.stop()
         if modbus_source is not None:
             modbus_source.close()
+
+
+# --------------------------------------------------------------------------------------- modbus-sim
+
+
+@app.command("modbus-sim")
+def modbus_sim_command(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Modbus TCP port (0: any free port).", min=0, max=65535)] = 5020,
+    map_file: Annotated[
+        FilePath | None,
+        typer.Option(
+            "--map",
+            metavar="FILE",
+            help="Register map to serve (TOML, docs/modbus.md; default: the built-in TriStar MPPT map).",
+            dir_okay=False,
+        ),
+    ] = None,
+    unit: Annotated[int, typer.Option("--unit", metavar="N", help="Modbus unit id to answer as.", min=0, max=255)] = 1,
+) -> None:
+    """Serve a simulated charge controller over Modbus TCP: try `spmp charger --modbus` without hardware.
+
+    It answers with fixed values of a 48 V site at midday (battery 56.4 V, absorbing), encoded as the
+    register map says. Example: `spmp modbus-sim --port 5020`, then in another shell
+    `spmp charger --server coap://127.0.0.1:5683 --insecure --modbus 127.0.0.1:5020`. Stop with Ctrl-C.
+    """
+    from spmp.charger.modbus.mapping import MappingError, load_map  # noqa: PLC0415
+    from spmp.charger.modbus.simulator import DEMO_VALUES, ChargerSimulator  # noqa: PLC0415
+
+    try:
+        mapping = load_map(map_file) if map_file is not None else None
+        simulator = ChargerSimulator(mapping, host=host, port=port, unit_id=unit)
+        simulator.update({q: v for q, v in DEMO_VALUES.items() if q in simulator.quantities})
+    except MappingError as exc:
+        _fail(f"--map: {exc}")
+    except (KeyError, ValueError) as exc:
+        _fail(f"--map: cannot serve the demo values with this map: {exc}")
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await simulator.start()
+        except RuntimeError as exc:  # pymodbus's "Could not start listen": say why, as the OS does
+            _tcp_port_free(host, port)
+            raise OSError(str(exc)) from None
+        async with simulator:
+            typer.echo(
+                f"spmp modbus-sim: Modbus TCP on {_url_host(simulator.host)}:{simulator.port}, unit {unit}, "
+                f"{simulator.mapping.name or 'register map'}; Ctrl-C to stop",
+                err=True,
+            )
+            await stop.wait()
+
+    _tcp_port_free(host, port)
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        _fail(f"cannot listen on {_url_host(host)}:{port}: {exc.strerror or exc}")
+
+
+def _tcp_port_free(host: str, port: int) -> None:
+    """A red error (exit 2) when ``host:port`` cannot be listened on (in use, no such address)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+            probe.listen()
+    except OSError as exc:
+        _fail(f"cannot listen on {_url_host(host)}:{port}: {exc.strerror or exc}")
 
 
 # --------------------------------------------------------------------------------------------- demo
