@@ -1,6 +1,6 @@
 """Smart load end to end: a simulated site, the charger's rules engine, a real BTS over NETCONF/SSH on loopback.
 
-The battery (10 Ah, no sun: the site starts at local midnight) drains under the BTS and the backhaul
+The battery (30 Ah, no sun: the site starts at local midnight) drains under the BTS and the backhaul
 radio; the charger samples it on a manual clock; the default rules fire in order; each fires an
 edit-config over a real SSH session to the real BTS server; the BTS's draw (its state leaf read
 back over NETCONF) falls, and with it the current of the charger's BTS load port. Then the bank is
@@ -39,7 +39,7 @@ def test_voltage_falls_rules_shed_the_bts_over_netconf_and_restore(tmp_path: Fil
 
 
 async def _scenario(bts: BtsDevice, port: int) -> None:
-    site = scenario_site(capacity_ah=10.0, soc=0.35, pv_wp=400.0)
+    site = scenario_site(capacity_ah=30.0, soc=0.3, pv_wp=400.0)
     clock = SimClock(site.now, manual=True)
     device = ChargerDevice(SiteSource(site), clock, REGISTRY, sample_interval=30.0, adc_error=0.0)
     accounts = direct_servers([ServerSpec("coap://127.0.0.1:9")])  # never started: no LwM2M traffic here

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from spmp.charger.battery import CHEMISTRIES, Battery, Chemistry
 from spmp.client.objects import StoredObject
 from spmp.client.tree import BOOTSTRAP, ObjectTree
 from spmp.lwm2m.node import ObjectInstance, SingleResource
@@ -16,7 +17,13 @@ from spmp.lwm2m.objects.smart_load import SmartLoadRuleResource
 from spmp.lwm2m.path import Path
 from spmp.lwm2m.response import OperationError, ResponseCode
 from spmp.lwm2m.values import Value
-from spmp.smartload.defaults import DEFAULT_RULES, default_rule_resources
+from spmp.smartload.defaults import (
+    DEFAULT_RULES,
+    LVD_MARGIN_V_PER_CELL,
+    default_rule_resources,
+    default_rules,
+    saving_band,
+)
 from spmp.smartload.executor import (
     Backoff,
     RoutingTargetWriter,
@@ -404,7 +411,7 @@ def test_end_to_end_shed_override_delete_and_alert_on_a_charger_tree() -> None:
     async def scenario() -> None:
         for t in range(0, 200, 10):
             await at(t, 45.0)
-        assert value(tree, "/26244/0/11") == 40.0
+        assert value(tree, "/26244/0/11") == 30.0  # 33 dBm (the example BTS) − 3 dB
         assert value(tree, "/26244/0/5") is False and value(tree, "/26244/0/6") is False
         assert value(tree, "/26244/0/1") is False and value(tree, "/26244/0/9") is True
         assert value(tree, "/3201/1/5550") is False and value(tree, "/3201/0/5550") is True
@@ -468,8 +475,44 @@ def test_tree_writer_reports_only_foreign_changes_of_held_targets() -> None:
 
 def test_the_default_rule_set_is_valid_and_ordered() -> None:
     thresholds = [rule.threshold for rule in DEFAULT_RULES]
-    assert thresholds == sorted(thresholds, reverse=True) and thresholds[0] == 48.0 and thresholds[-1] == 45.5
+    assert thresholds == sorted(thresholds, reverse=True)
+    assert thresholds == [49.2, 48.72, 48.72, 48.24, 47.66, 47.28]
     for iid, rule in enumerate(DEFAULT_RULES):
         parsed = parse_rule(iid, rule.resources(), REG)
         assert parsed.target == rule.target
-    assert parse_rule(0, DEFAULT_RULES[0].resources(), REG).value == 40.0
+    assert parse_rule(0, DEFAULT_RULES[0].resources(), REG).value == 30.0
+
+
+@pytest.mark.parametrize(
+    ("chemistry", "cells"),
+    [(Chemistry.AGM, 24), (Chemistry.FLOODED, 24), (Chemistry.AGM, 6), (Chemistry.LIFEPO4, 16), (Chemistry.LIFEPO4, 4)],
+)
+def test_default_rules_act_above_the_sites_low_voltage_disconnect(chemistry: Chemistry, cells: int) -> None:
+    # The simulated site's ports disconnect at the chemistry's LVD: every rule must be able to fire first.
+    lvd = CHEMISTRIES[chemistry].lvd_v * cells
+    rules = default_rules(rf_power_dbm=33.0, chemistry=chemistry, cells=cells, lvd_v=lvd)
+    band = saving_band(chemistry, cells, lvd)
+    assert rules[0].threshold == band.start_v and rules[-1].threshold == band.last_v
+    assert all(r.threshold >= lvd + LVD_MARGIN_V_PER_CELL[chemistry] * cells - 1e-9 for r in rules)
+    assert band.start_v > band.last_v > lvd
+    # Resting at the start-saving voltage, the bank still holds a good share of its charge.
+    battery = Battery(chemistry, 100.0, cells)
+    soc_at_start = next(s / 100 for s in range(100, -1, -1) if battery.ocv_cell(s / 100) * cells <= band.start_v)
+    assert soc_at_start >= 0.25
+
+
+def test_default_rules_follow_the_site_and_the_bts() -> None:
+    # A site whose LVD is set lower gets a lower band; the RF rule steps down from the BTS's own power.
+    low = default_rules(rf_power_dbm=43.0, lvd_v=44.4)
+    assert low[-1].threshold == 44.88 and low[0].threshold == 49.2 and low[0].value == "40"
+    assert default_rules(rf_power_dbm=20.0)[0].value == "17"
+    # RF power unknown: no RF rule rather than a guess that could raise a low-set BTS's power.
+    unknown = default_rules(rf_power_dbm=None, shed_port=None)
+    assert [r.purpose for r in unknown] == [
+        "LTE data off",
+        "EDGE data off",
+        "one transceiver chain off",
+        "emergency calls only",
+    ]
+    with pytest.raises(ValueError, match="no room"):
+        saving_band(Chemistry.AGM, 24, lvd_v=49.5)

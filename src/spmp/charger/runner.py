@@ -14,6 +14,13 @@ NETCONF, or, for a BTS in the same process (``BtsLink.device``, the demo), its
 (:mod:`spmp.smartload.defaults`) at start, RF power steps relative to the BTS's own setting and the
 port shed being the first switchable load port that is not the BTS's. Smart Load Fault (26243/<BTS
 port>/13) is up while the BTS does not answer or a rule's target keeps failing.
+
+With ``data_dir`` the runner keeps its state there: the rules engine's snapshot in ``smart-load.json``
+(:mod:`spmp.smartload.state_file`: the rules, the targets they hold and the original values to
+restore, written atomically after every change worth keeping and restored at the next start), and the
+BTS's SSH host key in ``known_hosts`` (trust on first use, :mod:`spmp.charger.netconf.hostkeys`;
+``BtsLink.host_key_fingerprint`` pins one instead). ``rules="default"`` seeds the default rule set
+only when there is no saved state: after that the saved rules (as the operators left them) win.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Any
 
 from spmp.charger.clock import SimClock
@@ -96,6 +104,10 @@ class BtsLink:
     """The BTS when it runs in this process: its draw feeds the load port without a NETCONF round trip."""
     load_port: str | None = None
     """The port the BTS hangs on (default: the port whose load is a BtsLoad, else the first load port)."""
+    known_hosts: FilePath | None = None
+    """Trust-on-first-use file for the BTS's SSH host key (default: ``known_hosts`` in the runner's data dir)."""
+    host_key_fingerprint: str | None = None
+    """Pin the BTS's host key (``SHA256:...``) instead of trusting the first one seen."""
 
 
 class ChargerRunner:
@@ -112,6 +124,7 @@ class ChargerRunner:
         bts: BtsLink | None = None,
         rules: str | None = None,
         smart_load_options: dict[str, Any] | None = None,
+        data_dir: FilePath | None = None,
     ) -> None:
         if rules not in (None, "none", "default"):
             raise ValueError(f"rules must be 'default' or 'none', not {rules!r}")
@@ -122,6 +135,9 @@ class ChargerRunner:
             self.tree.add(enabler)
         self.bts = bts
         self.rules = rules
+        self.data_dir = data_dir
+        self.rules_restored = False
+        """The rules engine started from saved state (so ``rules="default"`` does not seed again)."""
         self.bridge: SmartLoadBridge | None = None
         self.bts_port: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -145,14 +161,24 @@ class ChargerRunner:
     def _attach_bts(self, link: BtsLink) -> SmartLoadBridge:
         from spmp.charger.netconf.bridge import SmartLoadBridge  # noqa: PLC0415 - ncclient only with a BTS
         from spmp.charger.netconf.client import NetconfClient  # noqa: PLC0415
+        from spmp.charger.netconf.hostkeys import HostKeyPolicy  # noqa: PLC0415
         from spmp.charger.netconf.mapping import load_builtin_mapping  # noqa: PLC0415
 
+        known_hosts = link.known_hosts
+        if known_hosts is None and self.data_dir is not None:
+            known_hosts = self.data_dir / "known_hosts"
+        policy = None
+        if known_hosts is not None or link.host_key_fingerprint is not None:
+            policy = HostKeyPolicy(known_hosts=known_hosts, pinned=link.host_key_fingerprint)
+        else:
+            log.warning("BTS host key not checked (no data directory, no pinned fingerprint)", extra={"bts": link.host})
         client = NetconfClient(
             link.host,
             link.port,
             username=link.username,
             password=link.password,
             key_filename=link.key_filename,
+            host_keys=policy,
             timeout=link.timeout,
         )
         bridge = SmartLoadBridge(
@@ -185,6 +211,16 @@ class ChargerRunner:
             remote[ids.SMART_LOAD_BTS] = NetconfTargetWriter(self.bridge)
         clock = self.device.clock
         options.setdefault("clock", lambda: clock.now().timestamp())
+        if self.data_dir is not None and "persist" not in options:
+            from spmp.smartload.state_file import STATE_FILE_NAME, StateFile, rebase  # noqa: PLC0415
+
+            state_file = StateFile(self.data_dir / STATE_FILE_NAME)
+            state = state_file.load()
+            if state is not None:
+                options.setdefault("state", rebase(state, options["clock"]()))
+            options["persist"] = state_file.save
+        if options.get("state") is not None:
+            self.rules_restored = True
         smart = install_smart_load(
             self.tree, remote_writers=remote, on_alert=lambda _raised: self._alert_changed(), **options
         )
@@ -217,12 +253,26 @@ class ChargerRunner:
             alerts.refresh()
 
     def install_default_rules(self) -> int:
-        """Create the default rule set in 26245 (those whose targets this charger has); returns how many."""
-        from spmp.smartload.defaults import NOMINAL_RF_DBM, default_rules  # noqa: PLC0415
+        """Create the default rule set in 26245 (those whose targets this charger has); returns how many.
 
-        rf = NOMINAL_RF_DBM
+        The thresholds come from the site's bank (chemistry, cells) and the LVD of the BTS's port; the
+        RF rule steps down from what the BTS transmits now (left out while that is unknown).
+        """
+        from spmp.charger.battery import Chemistry  # noqa: PLC0415
+        from spmp.smartload.defaults import default_rules  # noqa: PLC0415
+
+        rf: float | None = None
         if self.bridge is not None and isinstance(rf_now := self.bridge.value(0, 11), float):
             rf = rf_now  # the rules step down from what this BTS transmits
+        elif self.bridge is not None:
+            log.warning("BTS RF power unknown (BTS not read yet): the default RF rule is left out")
+        chemistry, cells, lvd = Chemistry.AGM, 24, None
+        source = self.device.source
+        if isinstance(source, SiteSource):
+            battery = source.site.battery
+            chemistry, cells = battery.chemistry, battery.cells
+            bts_port = source.site.ports.get(self.bts_port or "")
+            lvd = bts_port.limits.lvd_v if bts_port is not None else None
         shed = next(
             (
                 index
@@ -231,11 +281,14 @@ class ChargerRunner:
             ),
             None,
         )
+        try:
+            rules = default_rules(rf_power_dbm=rf, chemistry=chemistry, cells=cells, lvd_v=lvd, shed_port=shed)
+        except ValueError as exc:  # an LVD too high to leave room for the steps
+            log.error("no default smart-load rules", extra={"error": str(exc)})
+            return 0
         rules_object = self.smart_load.rules
         installed = 0
-        for rule in default_rules(nominal_rf_dbm=rf, shed_port=shed if shed is not None else 0):
-            if rule.target.object_id == ids.DIGITAL_OUTPUT and shed is None:
-                continue
+        for rule in rules:
             iid = max(rules_object.instance_ids(), default=-1) + 1
             try:
                 rules_object.add_instance(iid, _resources(rule.resources()))
@@ -251,7 +304,7 @@ class ChargerRunner:
         if self.bridge is not None:
             await self.bridge.refresh()  # the BTS's state before anyone reads 26244 (down: retried)
             self._tasks.append(loop.create_task(self.bridge.run(), name=f"bts-{self.endpoint}"))
-        if self.rules == "default":
+        if self.rules == "default" and not self.rules_restored:
             self.install_default_rules()
         self._tasks.append(loop.create_task(self.smart_load.executor.run(), name=f"smartload-{self.endpoint}"))
         self._sampler = loop.create_task(self.device.run(), name=f"sampler-{self.endpoint}")

@@ -228,11 +228,19 @@ class Site:
         chemistry: Chemistry = Chemistry.AGM,
         weather: Weather = Weather.CLEAR,
         soc: float = 0.8,
+        capacity_ah: float = 200.0,
+        pv_wp: float | None = None,
     ) -> Site:
-        """A 48 V telecom site: 1.8 kWp, 200 Ah bank, 40 A charger, a 69 W GSM BTS and a 15 W radio."""
+        """A 48 V telecom site: 1.8 kWp, 200 Ah bank, 40 A charger, a 69 W GSM BTS and a 15 W radio.
+
+        ``capacity_ah`` and ``pv_wp`` size the bank and the array (default 200 Ah and the array's
+        1.8 kWp); everything else (chemistry setpoints, port protections with the chemistry's
+        LVD/LVR, loads) stays the preset's.
+        """
         cells = 16 if chemistry is Chemistry.LIFEPO4 else 24
-        battery = Battery(chemistry, 200.0, cells, soc=soc)
-        pv = PvArray(SiteLocation(lat, lon, altitude_m), PvArrayConfig(), weather=weather, seed=seed)
+        battery = Battery(chemistry, capacity_ah, cells, soc=soc)
+        array = PvArrayConfig() if pv_wp is None else PvArrayConfig(rated_w=pv_wp)
+        pv = PvArray(SiteLocation(lat, lon, altitude_m), array, weather=weather, seed=seed)
         charger = MpptCharger(battery, MpptConfig(max_charge_current_a=40.0, rated_power_w=2400.0))
         p = battery.params
         limits = PortLimits(

@@ -548,6 +548,14 @@ class Endpoint:
 
     def _on_datagram(self, data: bytes, peer: Peer) -> None:
         self.stats.received += 1
+        # CON 2.xx: maybe a notification of one of our observations, taken without a Message.
+        if len(data) > 5 and (data[0] & 0xF0) == 0x40 and 64 <= data[1] < 96 and self._observations:
+            try:
+                if self._fast_notification(data, peer):
+                    return
+            except Exception:
+                log.exception("error handling a notification from %s", peer)
+                return
         try:
             msg = decode(data)
         except CoapMessageError as exc:
@@ -571,6 +579,72 @@ class Endpoint:
                 self._send_empty(_RST, msg.mid, peer)  # reserved code classes 1..
         except Exception:
             log.exception("error handling a message from %s", peer)
+
+    def _fast_notification(self, data: bytes, peer: Peer) -> bool:
+        """The notification fast path: a CON 2.xx with Observe for an observation whose callback takes raw
+        notifications (see :class:`~spmp.coap.observe.RawNotificationCallback`), with no option but
+        Observe, Content-Format, ETag and Max-Age (each once), from a peer with a dedup ring, not a
+        duplicate. Parsed from the bytes, acknowledged with a 4-byte empty ACK (cached in the ring like
+        the general path's), delivered without a Message or Response. Anything else returns False
+        before changing any state, and the general path handles it (duplicates, unknown tokens and the
+        adoption hook, block-wise notifications, malformed messages)."""
+        tkl = data[0] & 0x0F
+        end = 4 + tkl
+        size = len(data)
+        if tkl > 8 or size < end:
+            return False
+        observation = self._observations.get((peer, data[4:end]))
+        if observation is None or observation._raw is None:
+            return False
+        ring = self._rings.get(peer)
+        if ring is None:
+            return False
+        mid = (data[2] << 8) | data[3]
+        mids = ring.mids
+        if mid in mids:
+            return False  # a duplicate: the general path replays the cached reply
+        pos = end
+        number = 0
+        seq = -1
+        fmt: int | None = None
+        while pos < size:
+            byte = data[pos]
+            pos += 1
+            if byte == 0xFF:
+                if pos == size:
+                    return False  # payload marker without payload: malformed
+                break
+            delta = byte >> 4
+            length = byte & 0x0F
+            if delta == 0 or delta > 12 or length > 12:
+                return False  # a repeated option, extended delta/length (not one of ours), or malformed
+            number += delta
+            value_end = pos + length
+            if value_end > size:
+                return False
+            if number == _OBSERVE:
+                if length > 3:
+                    return False
+                seq = int.from_bytes(data[pos:value_end], "big")
+            elif number == 12:  # Content-Format
+                if length > 2:
+                    return False
+                fmt = int.from_bytes(data[pos:value_end], "big")
+            elif number not in {4, 14}:  # ETag, Max-Age: nothing to do
+                return False
+            pos = value_end
+        if seq < 0:
+            return False  # no Observe: a final response, the general path ends the observation
+        now = self._loop.time()
+        if not observation._take_raw(data[1], seq, fmt, data[pos:], now):
+            return False
+        ring.last = now
+        slot = ring.pos
+        mids[slot] = mid
+        ring.pos = (slot + 1) % len(mids)
+        ring.replies[slot] = ack = _EMPTY_HEADER.pack(0x60, 0, mid)  # empty ACK
+        self._send(ack, peer)
+        return True
 
     def _send_empty(self, mtype: int, mid: int, peer: Peer) -> bytes:
         data = _EMPTY_HEADER.pack(0x40 | (mtype << 4), 0, mid)  # 4 bytes; no Message needed

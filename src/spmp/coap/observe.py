@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from spmp.coap.errors import CoapError, TransportClosed
 from spmp.coap.message import Request, Response
@@ -35,6 +35,21 @@ def is_newer(v1: int, t1: float, v2: int, t2: float) -> bool:
 
 
 NotificationCallback = Callable[[Response], None]
+
+
+class RawNotificationCallback(Protocol):
+    """A :data:`NotificationCallback` that can also take a notification as its raw fields.
+
+    The endpoint's fast path (plain 2.xx notifications with Observe and at most Content-Format, ETag and
+    Max-Age options, not block-wise) calls ``raw(code, seq, content_format, payload)`` instead of building
+    a :class:`Response`, after the §3.4 freshness check. Returning False means "not taken": nothing may
+    have changed, and the notification is then delivered as a Response the usual way. A notification
+    taken this way does not reach the iterator/queue nor :attr:`Observation.response`.
+    """
+
+    def __call__(self, response: Response, /) -> None: ...
+
+    def raw(self, code: int, seq: int, content_format: int | None, payload: bytes, /) -> bool: ...
 
 
 class Observation:
@@ -68,6 +83,7 @@ class Observation:
         self._ended = False
         self._seq = -1
         self._seq_time = 0.0
+        self._raw: Callable[[int, int, int | None, bytes], bool] | None = getattr(callback, "raw", None)
 
     # -- driven by the endpoint -----------------------------------------------------------------------
 
@@ -99,6 +115,19 @@ class Observation:
         if seq is None or not response.is_success:
             self._finish(None)
         self._wake()
+        return True
+
+    def _take_raw(self, code: int, seq: int, content_format: int | None, payload: bytes, now: float) -> bool:
+        """The endpoint's fast path for a 2.xx notification with Observe ``seq``: True when taken (given to
+        the raw callback, or stale and dropped), False when it must be delivered as a Response."""
+        raw = self._raw
+        if raw is None or self._ended:
+            return False
+        if self._seq >= 0 and not is_newer(self._seq, self._seq_time, seq, now):
+            return True
+        if not raw(code, seq, content_format, payload):
+            return False
+        self._seq, self._seq_time = seq, now
         return True
 
     def _finish(self, error: CoapError | None) -> None:

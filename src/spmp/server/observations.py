@@ -240,6 +240,22 @@ def _arrival_ms(live: _Live) -> int:
     return now
 
 
+class _Callback:
+    """What a CoAP observation of the server calls: a Response, or the raw fields on the fast path."""
+
+    __slots__ = ("live", "manager")
+
+    def __init__(self, manager: ObservationManager, live: _Live) -> None:
+        self.manager = manager
+        self.live = live
+
+    def __call__(self, response: Response, /) -> None:
+        self.manager._on_notification(self.live, response)
+
+    def raw(self, code: int, seq: int, content_format: int | None, payload: bytes, /) -> bool:
+        return self.manager._on_raw_notification(self.live, content_format, payload)
+
+
 class ObservationManager:
     """Observations, notification decoding, Send, telemetry; see the module docstring."""
 
@@ -257,11 +273,10 @@ class ObservationManager:
     def prepare(self, session: ClientSession, paths: tuple[Path, ...], composite: bool, fmt: int | None) -> _Live:
         return _Live(session.endpoint, session.registration.registration_id, paths, composite, fmt)
 
-    def callback(self, live: _Live) -> Callable[[Response], None]:
-        def on_notification(response: Response) -> None:
-            self._on_notification(live, response)
-
-        return on_notification
+    def callback(self, live: _Live) -> _Callback:
+        """The CoAP observation's callback: takes Responses, and raw notifications on the endpoint's
+        fast path (see :class:`~spmp.coap.observe.RawNotificationCallback`)."""
+        return _Callback(self, live)
 
     async def established(self, live: _Live, coap: CoapObservation) -> ObservationInfo:
         """Record an accepted observation (memory and Store) and decode its initial response."""
@@ -402,25 +417,54 @@ class ObservationManager:
         except (Lwm2mError, ValueError):
             return  # counted and logged in _ingest; the observation stays
 
-    def _ingest_fast(self, session: ClientSession, live: _Live, response: Response) -> bool:
-        """The notification fast path (:mod:`spmp.server.fastpath`): True when it stored the notification,
-        False when the general path must decode it."""
-        fmt = response.content_format
+    def _on_raw_notification(self, live: _Live, fmt: int | None, payload: bytes) -> bool:
+        """A 2.xx notification with Observe from the endpoint's fast path: True when stored (or ignored as
+        :meth:`_on_notification` would), False (nothing done) when it must come again as a Response."""
+        session = self.registrations.get(live.endpoint)
+        if session is None or session.registration.registration_id != live.registration_id:
+            return True  # a late notification of a registration that is gone: ignored
+        rows: list[TelemetryRow] = []
+        if not self._fast_rows(session, live, fmt, payload, rows):
+            return False
+        self.registrations.touch(session)
+        self.stats.notifications += 1
+        self._store_fast(live, rows)
+        return True
+
+    def _fast_rows(
+        self, session: ClientSession, live: _Live, fmt: int | None, payload: bytes, rows: list[TelemetryRow]
+    ) -> bool:
+        """Rows of a notification by the observation's decode plan; False (``rows`` untouched) when the
+        general decoder must decide."""
         if fmt is None:
             fmt = ContentFormat.TEXT if not live.composite else ContentFormat.SENML_CBOR
         plan = live.plan
         model = session.model
         if plan is None or plan.model is not model or plan.fmt != fmt:
             plan = live.plan = plan_for(model, live.paths, live.composite, fmt)
+        if plan.kind < 0:
+            return False  # no fast reader: do not take an arrival stamp for nothing
+        previous = live.last_ms
+        if plan.rows(payload, live.endpoint, _arrival_ms(live), rows):
+            return True
+        live.last_ms = previous  # not taken: the general path takes the stamp
+        return False
+
+    def _ingest_fast(self, session: ClientSession, live: _Live, response: Response) -> bool:
+        """The notification fast path (:mod:`spmp.server.fastpath`): True when it stored the notification,
+        False when the general path must decode it."""
         rows: list[TelemetryRow] = []
-        if not plan.rows(response.payload, live.endpoint, _arrival_ms(live), rows):
+        if not self._fast_rows(session, live, response.content_format, response.payload, rows):
             return False
+        self._store_fast(live, rows)
+        return True
+
+    def _store_fast(self, live: _Live, rows: list[TelemetryRow]) -> None:
         self.stats.points += len(rows)
         if rows:
             self.sink.append_rows(rows)
         if self.events.subscribers:
             self._publish(live.endpoint, rows, live, "notification")
-        return True
 
     def _publish(self, endpoint: str, rows: list[TelemetryRow], live: _Live | None, kind: str) -> None:
         data: dict[str, Any] = {

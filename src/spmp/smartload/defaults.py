@@ -1,39 +1,108 @@
-"""The default smart-load rule set for a 48 V lead-acid site (docs/smart-load.md explains the choice).
+"""The default smart-load rule set, placed in the site's own voltage band (docs/smart-load.md explains it).
 
-A 24-cell lead-acid bank rests near 50.4 V full (2.10 V/cell) and 48.0 V around half charge under a
-BTS-sized load (2.00 V/cell); the low-voltage disconnect of the charger is typically 44–45 V
-(1.85 V/cell). Between the two, the rules shed the base station's draw in steps, the cheapest
-loss of service first (field notes: RF chains and output power dominate a BTS's draw):
+The rules must act while the battery still has energy, well above the charger's low-voltage disconnect
+(LVD): a step that sits below the LVD can never fire, and one just above it buys nothing. So the
+thresholds are not fixed numbers but derived from the bank (chemistry, cells) and the LVD the site's
+load ports actually use (:func:`saving_band`):
 
-========  ==============================================  ==================================
-Voltage   Action                                           Target
-========  ==============================================  ==================================
-48.0 V    RF power output −3 dB (half the PA output)       26244/i/11 RF Power Output
-47.0 V    LTE data off, EDGE data off                      26244/i/5, 26244/i/6
-46.5 V    one transceiver chain off                        26244/i/1 Transceiver Chain Enabled
-46.0 V    emergency calls only                             26244/i/9 Emergency Calls Only
-45.5 V    non-priority port off                            3201/p/5550 Digital Output State
-========  ==============================================  ==================================
+* **start saving** (the first, cheapest step): a resting voltage of about 60 % charge for lead-acid
+  (2.05 V/cell, 49.2 V for 24 cells), about 30 % for LiFePO4 (3.25 V/cell, 52.0 V for 16 cells), whose
+  curve is flat in the middle and says little before that;
+* **last step**: the LVD plus a margin (lead-acid 0.02 V/cell, 0.48 V for 24 cells; LiFePO4
+  0.10 V/cell), enough for the last rule's confirmation (60 s) before the load sags to the LVD.
 
-Every rule keeps the default hysteresis (2 % of its threshold: about 0.9–1 V, i.e. the bank must
-recover to ~2.04 V/cell before a step is undone) and the default dwell (300 s).
+The steps, the cheapest loss of service that saves the most first (field notes: RF chains and output
+power dominate a BTS's draw), at fractions of the band from its top:
+
+====  ==============================================  ==================================
+Band  Action                                           Target
+====  ==============================================  ==================================
+0     RF power output −3 dB from the BTS's own setting  26244/i/11 RF Power Output
+1/4   LTE data off, EDGE data off                      26244/i/5, 26244/i/6
+1/2   one transceiver chain off                        26244/i/1 Transceiver Chain Enabled
+4/5   emergency calls only                             26244/i/9 Emergency Calls Only
+1     non-priority port off                            3201/p/5550 Digital Output State
+====  ==============================================  ==================================
+
+For the simulated 48 V lead-acid site (24 cells, LVD 1.95 V/cell = 46.8 V): 49.2, 48.72, 48.24, 47.66
+and 47.28 V. Emergency-only sits low in the band (4/5) on purpose: it costs the most service, and
+`spmp scenario poor-sun` shows that placed there the site keeps full service at least as long as a site
+without rules, and emergency service long after that one went dark. Every rule keeps the default
+hysteresis (2 % of its threshold, about 1 V) and dwell (300 s).
+
+The RF rule writes a value, not a step: it is the BTS's RF power output *at the time the rules are
+made* minus :data:`RF_STEP_DB`, so ``rf_power_dbm`` is required (the charger reads it from the BTS
+first; a macro BTS at 43 dBm gets 40, the SPMP BTS at its factory 33 dBm gets 30). Writing a fixed
+value could raise the power of a BTS that was set lower.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spmp.charger.battery import CHEMISTRIES, Chemistry
 from spmp.lwm2m.objects import ids
 from spmp.lwm2m.objects.smart_load import SmartLoadBtsResource
 from spmp.lwm2m.path import Path
 from spmp.lwm2m.values import Value
 from spmp.smartload.rules import rule_resources
 
-__all__ = ["DEFAULT_RULES", "DefaultRule", "default_rule_resources", "default_rules"]
+__all__ = [
+    "DEFAULT_RULES",
+    "EXAMPLE_RF_DBM",
+    "RF_STEP_DB",
+    "DefaultRule",
+    "SavingBand",
+    "default_rule_resources",
+    "default_rules",
+    "saving_band",
+]
 
 DIGITAL_OUTPUT_STATE = 5550
-NOMINAL_RF_DBM = 43.0
-"""20 W per chain at the antenna connector, a common macro GSM/LTE setting."""
+RF_STEP_DB = 3.0
+"""The RF rule's reduction: −3 dB halves the PA's output and shrinks the cell edge a little."""
+EXAMPLE_RF_DBM = 33.0
+"""The SPMP BTS's factory RF power output (per chain); used only by :data:`DEFAULT_RULES`."""
+
+START_SAVING_V_PER_CELL = {Chemistry.AGM: 2.05, Chemistry.FLOODED: 2.05, Chemistry.LIFEPO4: 3.25}
+"""The first step: lead-acid ~60 % charge at rest, LiFePO4 ~30 % (its plateau hides the rest)."""
+LVD_MARGIN_V_PER_CELL = {Chemistry.AGM: 0.02, Chemistry.FLOODED: 0.02, Chemistry.LIFEPO4: 0.10}
+"""The last step sits this far above the LVD."""
+STEP_FRACTIONS = (0.0, 0.25, 0.25, 0.5, 0.8, 1.0)
+"""Where each default rule sits in the band, from its top (rule order of :func:`default_rules`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SavingBand:
+    """The voltages between which the default rules shed the site's load."""
+
+    start_v: float
+    """The first (cheapest) step."""
+    last_v: float
+    """The last step: the LVD plus a margin."""
+    lvd_v: float
+
+    def at(self, fraction: float) -> float:
+        """The threshold ``fraction`` of the way down the band (0: start, 1: last), to the centivolt."""
+        return round(self.start_v - fraction * (self.start_v - self.last_v), 2)
+
+
+def saving_band(chemistry: Chemistry = Chemistry.AGM, cells: int = 24, lvd_v: float | None = None) -> SavingBand:
+    """The band for a bank of ``cells`` cells whose loads disconnect at ``lvd_v`` (default: the chemistry's).
+
+    ValueError when the LVD leaves no room (the start-saving voltage is not above LVD + margin).
+    """
+    if cells <= 0:
+        raise ValueError(f"cells must be positive, got {cells}")
+    lvd = CHEMISTRIES[chemistry].lvd_v * cells if lvd_v is None else lvd_v
+    start = round(START_SAVING_V_PER_CELL[chemistry] * cells, 2)
+    last = round(lvd + LVD_MARGIN_V_PER_CELL[chemistry] * cells, 2)
+    if start <= last:
+        raise ValueError(
+            f"the low-voltage disconnect {lvd:g} V leaves no room for smart-load steps: they would have to act "
+            f"between {start:g} V and {last:g} V"
+        )
+    return SavingBand(start, last, lvd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,38 +121,66 @@ class DefaultRule:
 
 
 def default_rules(
-    *, bts_instance: int = 0, shed_port: int = 1, nominal_rf_dbm: float = NOMINAL_RF_DBM
+    *,
+    rf_power_dbm: float | None,
+    chemistry: Chemistry = Chemistry.AGM,
+    cells: int = 24,
+    lvd_v: float | None = None,
+    bts_instance: int = 0,
+    shed_port: int | None = 1,
 ) -> list[DefaultRule]:
-    """The default rule set for the BTS instance ``bts_instance`` and the non-priority port ``shed_port``."""
-    bts = ids.SMART_LOAD_BTS
+    """The default rules for the BTS instance ``bts_instance`` and the non-priority port ``shed_port``.
+
+    ``rf_power_dbm`` is the BTS's RF power output now; the RF rule writes it minus :data:`RF_STEP_DB`
+    (None: unknown, the RF rule is left out rather than guessed). ``shed_port`` None: no port rule.
+    The thresholds come from :func:`saving_band` (``chemistry``, ``cells``, ``lvd_v``).
+    """
+    band = saving_band(chemistry, cells, lvd_v)
     b = SmartLoadBtsResource
+    f = STEP_FRACTIONS
 
     def knob(resource: SmartLoadBtsResource) -> Path:
-        return Path.of(bts, bts_instance, int(resource))
+        return Path.of(ids.SMART_LOAD_BTS, bts_instance, int(resource))
 
-    reduced = nominal_rf_dbm - 3.0
-    return [
-        DefaultRule(48.0, knob(b.RF_POWER_OUTPUT), f"{reduced:g}", "Float", "RF power output −3 dB"),
-        DefaultRule(47.0, knob(b.LTE_DATA_ENABLED), "0", "Boolean", "LTE data off"),
-        DefaultRule(47.0, knob(b.EDGE_DATA_ENABLED), "0", "Boolean", "EDGE data off"),
-        DefaultRule(46.5, knob(b.TRANSCEIVER_CHAIN_ENABLED), "0", "Boolean", "one transceiver chain off"),
-        DefaultRule(46.0, knob(b.EMERGENCY_CALLS_ONLY), "1", "Boolean", "emergency calls only"),
-        DefaultRule(
-            45.5,
-            Path.of(ids.DIGITAL_OUTPUT, shed_port, DIGITAL_OUTPUT_STATE),
-            "0",
-            "Boolean",
-            "non-priority port off",
-        ),
+    rules: list[DefaultRule] = []
+    if rf_power_dbm is not None:
+        reduced = max(0.0, rf_power_dbm - RF_STEP_DB)
+        rules.append(
+            DefaultRule(band.at(f[0]), knob(b.RF_POWER_OUTPUT), f"{reduced:g}", "Float", "RF power output −3 dB")
+        )
+    rules += [
+        DefaultRule(band.at(f[1]), knob(b.LTE_DATA_ENABLED), "0", "Boolean", "LTE data off"),
+        DefaultRule(band.at(f[2]), knob(b.EDGE_DATA_ENABLED), "0", "Boolean", "EDGE data off"),
+        DefaultRule(band.at(f[3]), knob(b.TRANSCEIVER_CHAIN_ENABLED), "0", "Boolean", "one transceiver chain off"),
+        DefaultRule(band.at(f[4]), knob(b.EMERGENCY_CALLS_ONLY), "1", "Boolean", "emergency calls only"),
     ]
+    if shed_port is not None:
+        port = Path.of(ids.DIGITAL_OUTPUT, shed_port, DIGITAL_OUTPUT_STATE)
+        rules.append(DefaultRule(band.at(f[5]), port, "0", "Boolean", "non-priority port off"))
+    return rules
 
 
 def default_rule_resources(
-    *, bts_instance: int = 0, shed_port: int = 1, nominal_rf_dbm: float = NOMINAL_RF_DBM
+    *,
+    rf_power_dbm: float | None = EXAMPLE_RF_DBM,
+    chemistry: Chemistry = Chemistry.AGM,
+    cells: int = 24,
+    lvd_v: float | None = None,
+    bts_instance: int = 0,
+    shed_port: int | None = 1,
 ) -> list[dict[int, Value]]:
     """The default rules as Smart Load Rules instance resources, instance ids in list order."""
-    rules = default_rules(bts_instance=bts_instance, shed_port=shed_port, nominal_rf_dbm=nominal_rf_dbm)
+    rules = default_rules(
+        rf_power_dbm=rf_power_dbm,
+        chemistry=chemistry,
+        cells=cells,
+        lvd_v=lvd_v,
+        bts_instance=bts_instance,
+        shed_port=shed_port,
+    )
     return [rule.resources() for rule in rules]
 
 
-DEFAULT_RULES: tuple[DefaultRule, ...] = tuple(default_rules())
+DEFAULT_RULES: tuple[DefaultRule, ...] = tuple(default_rules(rf_power_dbm=EXAMPLE_RF_DBM, shed_port=3))
+"""The worked example of docs/smart-load.md: the simulated 48 V AGM site (24 cells, LVD 46.8 V, LOAD2 =
+port 3 shed) with the SPMP BTS at its factory 33 dBm."""

@@ -15,7 +15,9 @@ one's. Errors:
 * :class:`NetconfUnavailableError`: no session (cannot connect, refused login, session lost);
 * :class:`NetconfTimeoutError` (a NetconfUnavailableError): no reply within ``timeout``;
 * :class:`NetconfRpcError`: the BTS answered ``<rpc-error>``; carries error-tag, error-type,
-  error-path and error-message.
+  error-path and error-message;
+* :class:`NetconfHostKeyError` (a NetconfUnavailableError): the BTS's SSH host key is not the one
+  trusted (``host_keys``, :mod:`spmp.charger.netconf.hostkeys`); nothing was sent to it.
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ from ncclient.transport import session as nc_session  # type: ignore[import-unty
 from ncclient.transport.errors import TransportError  # type: ignore[import-untyped]
 from paramiko.ssh_exception import SSHException
 
+from spmp.charger.netconf.hostkeys import HostKeyError, HostKeyPolicy, probe_host_key
+
 __all__ = [
     "NCCLIENT_TICK",
     "NetconfClient",
     "NetconfClientError",
+    "NetconfHostKeyError",
     "NetconfRpcError",
     "NetconfTimeoutError",
     "NetconfUnavailableError",
@@ -60,6 +65,10 @@ class NetconfClientError(Exception):
 
 class NetconfUnavailableError(NetconfClientError):
     """No session to the BTS: it does not answer, refuses the login, or the session broke."""
+
+
+class NetconfHostKeyError(NetconfUnavailableError):
+    """The BTS's SSH host key does not match the trusted one: the charger refuses to log in."""
 
 
 class NetconfTimeoutError(NetconfUnavailableError):
@@ -93,9 +102,10 @@ def _lower_tick() -> None:
 class NetconfClient:
     """One NETCONF session to ``host:port`` as ``username``; see the module docstring.
 
-    Authentication is by ``password`` or by the private key in ``key_filename``. ``hostkey_verify``
-    checks the BTS's host key against ``~/.ssh/known_hosts`` (off by default: the demo's BTSs make
-    a new key per data dir).
+    Authentication is by ``password`` or by the private key in ``key_filename``. ``host_keys`` checks
+    the BTS's host key before logging in (trust on first use in a known_hosts file, or a pinned
+    fingerprint); without it (and without ``hostkey_verify``, ncclient's check against
+    ``~/.ssh/known_hosts``) any key is accepted.
     """
 
     def __init__(
@@ -107,6 +117,7 @@ class NetconfClient:
         password: str | None = None,
         key_filename: str | None = None,
         hostkey_verify: bool = False,
+        host_keys: HostKeyPolicy | None = None,
         timeout: float = 5.0,
         connect_timeout: float = 5.0,
         backoff_initial: float = 0.5,
@@ -120,6 +131,7 @@ class NetconfClient:
         self._password = password
         self._key_filename = key_filename
         self._hostkey_verify = hostkey_verify
+        self.host_keys = host_keys
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.backoff_initial = backoff_initial
@@ -162,18 +174,39 @@ class NetconfClient:
                     f"BTS {self.address} unreachable ({self.last_error}); next attempt in {wait:.1f} s"
                 )
             try:
+                verify: dict[str, Any] = {"hostkey_verify": self._hostkey_verify}
+                if self.host_keys is not None:
+                    key = probe_host_key(
+                        self.host,
+                        self.port,
+                        timeout=self.connect_timeout,
+                        key_types=self.host_keys.expected_types(self.host, self.port),
+                    )
+                    self.host_keys.check(self.host, self.port, key)
+                    # The session must show exactly the key just checked.
+                    verify = {
+                        "hostkey_verify": True,
+                        "hostkey_b64": key.get_base64(),
+                        "unknown_host_cb": lambda _host, _fingerprint: False,
+                    }
                 self._manager = manager.connect(
                     host=self.host,
                     port=self.port,
                     username=self.username,
                     password=self._password,
                     key_filename=self._key_filename,
-                    hostkey_verify=self._hostkey_verify,
                     look_for_keys=False,
                     allow_agent=False,
                     timeout=self.connect_timeout,
                     manager_params={"timeout": self.timeout},
+                    **verify,
                 )
+            except HostKeyError as exc:
+                self.last_error = str(exc)
+                self._next_attempt = self._clock() + self._backoff
+                log.error("netconf host key refused", extra={"bts": self.address, "error": self.last_error})
+                self._backoff = min(self._backoff * 2, self.backoff_max)
+                raise NetconfHostKeyError(str(exc)) from None
             except Exception as exc:
                 self.last_error = str(exc) or type(exc).__name__
                 self._next_attempt = self._clock() + self._backoff

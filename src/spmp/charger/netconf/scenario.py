@@ -8,13 +8,14 @@ manual clock: the physics (``Site.step``), the rules engine and its executor run
 sample a minute, as fast as the CPU goes. The result table goes into docs/smart-load.md between
 markers (:func:`write_results`).
 
-The site (:func:`scenario_site`) is ``Site.default_48v`` made smaller so that three poor days matter:
-a 400 Wp array, a 100 Ah 24-cell AGM bank starting at 50 % (about two days of the full load), the
-BTS on LOAD1 (its draw is the BTS's ``power_draw_watts``) and a 15 W backhaul radio on LOAD2 (the
-non-priority port the last rule switches off). The load ports disconnect at 1.85 V/cell
-(44.4 V) and reconnect at 2.10 V/cell (50.4 V): the low-voltage disconnect the default rules are
-placed above (spmp.smartload.defaults); the simulator's own default, 1.95 V/cell, sits above three of
-the rules.
+The site (:func:`scenario_site`) is the standard preset ``Site.default_48v``, the site ``spmp demo`` and
+``spmp charger`` simulate (the same 24-cell AGM bank, port protections with its low-voltage disconnect
+at 1.95 V/cell = 46.8 V and reconnect at 2.10 V/cell, loads), sized smaller so that three poor days
+matter: a 400 Wp array and a 100 Ah bank starting at 50 % (about two days of the full load). The BTS
+is on LOAD1 (its draw is the BTS's ``power_draw_watts``) and a 15 W backhaul radio on LOAD2 (the
+non-priority port the last rule switches off). The rules are the ones the charger makes for that site
+(:func:`spmp.smartload.defaults.default_rules` from its chemistry, cells and LVD, RF relative to the
+BTS's own setting).
 """
 
 from __future__ import annotations
@@ -27,13 +28,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path as FilePath
 
 from spmp.bts import BtsDevice
-from spmp.charger.battery import Battery, Chemistry
-from spmp.charger.loads import BtsLoad, ConstantPowerLoad, Load
-from spmp.charger.mppt import MpptCharger, MpptConfig
+from spmp.charger.loads import BtsLoad
 from spmp.charger.netconf.mapping import BtsMapping, load_builtin_mapping
-from spmp.charger.ports import Port, PortKind, PortLimits
-from spmp.charger.pv import PvArray, PvArrayConfig, SiteLocation, Weather
-from spmp.charger.site import AmbientModel, Site
+from spmp.charger.pv import Weather
+from spmp.charger.site import Site
 from spmp.lwm2m.objects import ids
 from spmp.lwm2m.path import Path
 from spmp.lwm2m.response import ResponseCode
@@ -57,8 +55,6 @@ BEGIN_MARK = "<!-- spmp scenario poor-sun: begin (generated, do not edit) -->"
 END_MARK = "<!-- spmp scenario poor-sun: end -->"
 BTS_PORT = "LOAD1"
 SHED_PORT = "LOAD2"
-LVD_V_PER_CELL = 1.85
-LVR_V_PER_CELL = 2.10
 SAMPLE_S = 60.0
 
 
@@ -75,26 +71,14 @@ def scenario_site(
     bts_draw: Callable[[], float] | None = None,
 ) -> Site:
     """The scenario's 48 V site (see the module docstring); ``bts_draw`` feeds the BTS port."""
-    cells = 24
-    battery = Battery(Chemistry.AGM, capacity_ah, cells, soc=soc)
-    pv = PvArray(SiteLocation(lat, lon), PvArrayConfig(rated_w=pv_wp), weather=weather, seed=seed)
-    charger = MpptCharger(battery, MpptConfig(max_charge_current_a=40.0, rated_power_w=2400.0))
-    p = battery.params
-    limits = PortLimits(
-        over_voltage_v=p.max_v * cells,
-        short_circuit_a=60.0,
-        over_current_a=15.0,
-        continuous_a=10.0,
-        lvd_v=LVD_V_PER_CELL * cells,
-        lvr_v=LVR_V_PER_CELL * cells,
-    )
-    loads: list[tuple[Port, Load]] = [
-        (Port(BTS_PORT, PortKind.LOAD, limits), BtsLoad("BTS", draw=bts_draw)),
-        (Port(SHED_PORT, PortKind.LOAD, limits), ConstantPowerLoad("backhaul radio", 15.0)),
-    ]
     if start is None:  # local midnight at the site: the first night is the first test
         start = datetime(2024, 6, 1, tzinfo=UTC) - timedelta(hours=lon / 15.0)
-    return Site(pv, battery, charger, loads, start=start, ambient=AmbientModel(lon))
+    site = Site.default_48v(lat, lon, seed, start=start, weather=weather, soc=soc, capacity_ah=capacity_ah, pv_wp=pv_wp)
+    bts = site.loads[BTS_PORT]
+    assert isinstance(bts, BtsLoad)
+    if bts_draw is not None:
+        bts.draw = bts_draw
+    return site
 
 
 class LocalBtsWriter:
@@ -146,12 +130,20 @@ class ScenarioResult:
     """Rule activations and restores, and load disconnects, with their simulated time."""
 
 
-def _rules_engine(nominal_rf_dbm: float) -> RuleEngine:
+def _rules_engine(site: Site, rf_power_dbm: float) -> RuleEngine:
     from spmp.lwm2m.objects import default_registry  # noqa: PLC0415 - the full registry only here
 
     engine = RuleEngine()
-    shed = 3  # PV 0, BATT 1, LOAD1 2, LOAD2 3: the Digital Output instance ids on the charger
-    for index, rule in enumerate(default_rules(shed_port=shed, nominal_rf_dbm=nominal_rf_dbm)):
+    shed = list(site.ports).index(SHED_PORT)  # the Digital Output instance id on the charger (port index)
+    battery = site.battery
+    rules = default_rules(
+        rf_power_dbm=rf_power_dbm,
+        chemistry=battery.chemistry,
+        cells=battery.cells,
+        lvd_v=site.ports[BTS_PORT].limits.lvd_v,
+        shed_port=shed,
+    )
+    for index, rule in enumerate(rules):
         engine.set_rule(parse_rule(index, rule.resources(), default_registry()), 0.0)
     return engine
 
@@ -165,7 +157,7 @@ async def _run(days: float, seed: int, with_rules: bool, site_options: dict[str,
     executor: SmartLoadExecutor | None = None
     if with_rules:
         rf = float(bts.config.chains[0].rf_power_output_dbm) if bts.config.chains else 33.0
-        engine = _rules_engine(rf)
+        engine = _rules_engine(site, rf)
         executor = SmartLoadExecutor(engine, LocalBtsWriter(bts, site, mapping), clock=lambda: elapsed[0])
     result = ScenarioResult(with_rules, days * 24)
     bts_port = site.ports[BTS_PORT]
