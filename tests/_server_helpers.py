@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Coroutine
 from typing import Any
 
-import pytest
-
+from _peers import needs_tools
 from spmp.coap.endpoint import CoapParameters
 from spmp.lwm2m.objects import default_registry
 from spmp.server import ManagementServer
@@ -16,10 +14,7 @@ from spmp.store import Store
 
 FAST = CoapParameters(ack_timeout=0.2, ack_random_factor=1.0, max_retransmit=2, response_timeout=3.0)
 
-needs_libcoap = pytest.mark.skipif(
-    shutil.which("coap-client-notls") is None or shutil.which("coap-client-openssl") is None,
-    reason="libcoap3-bin (coap-client-notls, coap-client-openssl) is not installed",
-)
+needs_libcoap = needs_tools("coap-client-notls", "coap-client-openssl")
 
 
 def run(coro: Coroutine[Any, Any, None], timeout: float = 60.0) -> None:

@@ -8,7 +8,21 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
+from _peers import MARKER, missing_tools_message
 from pg_server import PgServer, PgUnavailableError
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{MARKER}(*programs): the test runs these programs; missing ones fail it")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """A test marked ``needs_tools`` (tests/_peers.py) fails, never skips, when a program is missing."""
+    for mark in item.iter_markers(MARKER):
+        message = missing_tools_message(tuple(mark.args))
+        if message is not None:
+            pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
 
+from _peers import needs_tools
 from spmp.bootstrap.server import BootstrapError, BootstrapServer, SessionResult
 from spmp.client.objects import StoredObject
 from spmp.client.tree import BOOTSTRAP, ObjectTree
@@ -35,8 +35,8 @@ BS_KEY = b"factory-key-0001"
 TELCO = ServerAccount(101, "coaps://127.0.0.1:5684", SecurityMode.PSK, lifetime=300)
 CLOUD = ServerAccount(102, "coap://127.0.0.1:5685", lifetime=600, default_pmin=5)
 
-needs_notls = pytest.mark.skipif(shutil.which("coap-client-notls") is None, reason="libcoap3-bin is not installed")
-needs_openssl = pytest.mark.skipif(shutil.which("coap-client-openssl") is None, reason="libcoap3-bin is not installed")
+needs_notls = needs_tools("coap-client-notls")
+needs_openssl = needs_tools("coap-client-openssl")
 
 
 def run(coro: Coroutine[Any, Any, None], timeout: float = 30.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import warnings
 from datetime import UTC, date, datetime, timedelta
 
@@ -171,8 +172,15 @@ def test_manual_clock_and_sleepers() -> None:
 
 
 def test_running_clock_sleep_scales_wall_time() -> None:
-    clock = SimClock(datetime(2024, 1, 1, tzinfo=UTC), speed=1e6)
-    asyncio.run(clock.sleep_sim(3600))  # 3.6 ms of wall time; completes
+    # 30 simulated seconds at 100x take 0.3 s of wall time. The bounds are generous (a loaded CI
+    # machine may oversleep, never by 10x; asyncio may wake a clock tick early): they catch a
+    # clock that sleeps the simulated time in wall time, or does not sleep at all.
+    clock = SimClock(datetime(2024, 1, 1, tzinfo=UTC), speed=100)
+    wall0 = time.monotonic()
+    asyncio.run(clock.sleep_sim(30))
+    wall = time.monotonic() - wall0
+    assert 0.25 <= wall < 3.0
+    assert 25 <= clock.elapsed() < 300  # the simulated time that passed meanwhile, at the same rate
 
 
 def test_clock_rejects_naive_start_and_going_back() -> None:

@@ -13,13 +13,11 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path as FilePath
 from typing import Any
 
-import pytest
-
 from _client_peer import TestServer
+from _peers import needs_tools
 from spmp.client.accounts import ServerSpec, factory_bootstrap
 from spmp.client.device import device_object
 from spmp.client.engine import ClientState, Lwm2mClient
@@ -34,10 +32,8 @@ from spmp.lwm2m.objects.server import SERVER
 from spmp.lwm2m.path import Path
 from test_client_engine import OPTIONS, REGISTRY, make_tree, run, set_temperature
 
-needs_notls = pytest.mark.skipif(shutil.which("coap-client-notls") is None, reason="libcoap3-bin is not installed")
-needs_openssl = pytest.mark.skipif(
-    shutil.which("coap-client-openssl") is None, reason="libcoap3-bin (coap-client-openssl) is not installed"
-)
+needs_notls = needs_tools("coap-client-notls")
+needs_openssl = needs_tools("coap-client-openssl")
 
 
 def security_instance(iid: int, uri: str, ssid: int) -> ObjectInstance:

@@ -7,13 +7,13 @@ parameters are shrunk so retransmission and timeout paths take milliseconds.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
 
+from _peers import needs_tools
 from spmp.coap.endpoint import CoapParameters, Endpoint
 from spmp.coap.errors import PeerReset, RequestTimeout, ResponseError, TransportClosed
 from spmp.coap.message import Block, Code, Message, Option, Request, Response, Type, decode, encode
@@ -23,10 +23,7 @@ from spmp.coap.udp import UdpTransport
 
 FAST = CoapParameters(ack_timeout=0.05, ack_random_factor=1.0, max_retransmit=3, response_timeout=2.0)
 
-needs_libcoap = pytest.mark.skipif(
-    shutil.which("coap-client-notls") is None or shutil.which("coap-server-notls") is None,
-    reason="libcoap3-bin (coap-client-notls, coap-server-notls) is not installed",
-)
+needs_libcoap = needs_tools("coap-client-notls", "coap-server-notls")
 
 
 def run(coro: Coroutine[Any, Any, None], timeout: float = 20.0) -> None:

@@ -2,7 +2,21 @@
 arrays, indefinite lengths; malformed input; property tests.
 
 The byte strings below are the forms shown in AVSystem Anjay Lite's unit tests (an implementation
-of the TS 1.2 format); the TS 1.2 examples themselves were not available to copy here.
+of the TS 1.2 format), not examples quoted from the TS: no copy of the TS 1.2 §7.4.7 examples as
+literal bytes could be found. Searched (stored public code, issues and pages, 2026-11):
+
+* code search: "LwM2M CBOR 11544 test vector", "lwm2m_cbor test", "LwM2M CBOR example from
+  specification", "LwM2mNodeCborDecoder"; exact strings "application/vnd.oma.lwm2m+cbor",
+  "LWM2M_CBOR", "7.4.7", "Table: 7.4.7", "LwM2M_Core-V1_2", "LwM2M CBOR example";
+* AVSystem/Anjay tests/core/io/lwm2m_cbor_in.c and lwm2m_cbor_out.c, and Anjay Lite
+  tests/anj/io/lwm2m_cbor_encoder.c: the implementers' own cases (objects 13/14, e.g.
+  ``{[13, 26, 1]: 42}``), none citing a TS table;
+* eclipse-wakaama/wakaama tests/: CBOR (60) and SenML CBOR only, no LwM2M CBOR;
+* eclipse-leshan/leshan LwM2mNodeEncoderTest/LwM2mNodeDecoderTest: no LwM2M CBOR (11544) cases;
+* the OMA TS Core 1.2 / 1.2.2 HTML is stored as a page, but only its opening is retrievable, not
+  §7.4.7; no issue thread quotes its LwM2M CBOR examples.
+
+When the TS text is at hand, add its examples here as literal bytes with the table number.
 """
 
 from __future__ import annotations

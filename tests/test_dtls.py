@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import socket
 from collections.abc import Coroutine
 from typing import Any, cast
 
 import pytest
 
+from _peers import needs_tools
 from spmp.coap.dtls import (
     LWM2M_PSK_CIPHERS,
     DtlsClientTransport,
@@ -31,12 +31,8 @@ from spmp.coap.transport import Peer
 KEY = b"secret-key-0123"
 WRONG_KEY = b"not-the-right-key"
 
-needs_client = pytest.mark.skipif(
-    shutil.which("coap-client-openssl") is None, reason="libcoap3-bin (coap-client-openssl) is not installed"
-)
-needs_server = pytest.mark.skipif(
-    shutil.which("coap-server-openssl") is None, reason="libcoap3-bin (coap-server-openssl) is not installed"
-)
+needs_client = needs_tools("coap-client-openssl")
+needs_server = needs_tools("coap-server-openssl")
 
 
 def run(coro: Coroutine[Any, Any, None], timeout: float = 30.0) -> None:

@@ -10,19 +10,16 @@ from collections.abc import Callable
 import pytest
 
 from _server_helpers import FAST, make_server, run
+from spmp.client import accounts, device, engine
+from spmp.client import registration as registration_mod
+from spmp.client.objects import StoredObject
+from spmp.client.tree import ObjectTree
 from spmp.lwm2m.attributes import NotificationAttributes
 from spmp.lwm2m.content_format import ContentFormat
 from spmp.lwm2m.node import ObjectInstance, SingleResource
 from spmp.lwm2m.objects import default_registry
 from spmp.lwm2m.objects.ipso import TEMPERATURE
 from spmp.store import MemoryStore, SecurityInfo
-
-engine = pytest.importorskip("spmp.client.engine")
-accounts = pytest.importorskip("spmp.client.accounts")
-device = pytest.importorskip("spmp.client.device")
-registration_mod = pytest.importorskip("spmp.client.registration")
-from spmp.client.objects import StoredObject  # noqa: E402
-from spmp.client.tree import ObjectTree  # noqa: E402
 
 REGISTRY = default_registry()
 SENSOR = "/3303/0/5700"
