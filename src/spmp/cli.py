@@ -22,6 +22,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -1628,6 +1629,9 @@ ALERT_NAMES = (
     "overload",
 )
 OPER_STATES = {1: "unknown", 2: "charging", 3: "float", 4: "idle", 5: "discharging"}
+# The demo table fits an 80-column terminal: short headers and cells; only the site name is cut (…).
+DEMO_STAGES = {1: "?", 2: "charge", 3: "float", 4: "idle", 5: "dischg"}
+DEMO_ALERTS_WIDTH = 14  # alerts wrap within this width, so one site's alerts do not squeeze the names
 
 
 @app.command()
@@ -1788,20 +1792,26 @@ async def _demo_observe(mgmt: ManagementServer, endpoint: str) -> None:
 
 
 def _demo_table(runners: list[Any], latest: dict[str, dict[str, Any]], speed: float) -> Table:
-    table = Table(title=f"SPMP demo: {len(runners)} sites, clock {speed:g}x (Ctrl-C to stop)", title_justify="left")
+    table = Table(
+        title=f"SPMP demo: {len(runners)} sites, clock {speed:g}x, device time UTC (Ctrl-C to stop)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 0),
+    )
+    table.add_column("site")  # wraps nothing: its cells are no_wrap Text cut with an ellipsis
     for name, justify in (
-        ("site", "left"),
-        ("device time (UTC)", "left"),
-        ("SOC %", "right"),
-        ("battery V", "right"),
+        ("time", "left"),
+        ("SOC%", "right"),
+        ("bat V", "right"),
         ("PV W", "right"),
         ("load W", "right"),
         ("stage", "left"),
         ("BTS", "left"),
         ("rules", "right"),
-        ("alerts", "left"),
     ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("alerts", overflow="fold", max_width=DEMO_ALERTS_WIDTH)
     for runner in runners:
         values = latest.get(runner.endpoint, {})
         ports = runner.device.ports
@@ -1822,13 +1832,13 @@ def _demo_table(runners: list[Any], latest: dict[str, dict[str, Any]], speed: fl
             and int(path.split("/")[3]) < len(ALERT_NAMES)
         ]
         table.add_row(
-            f"{runner.endpoint} ({runner.device.serial})",
-            "…" if stamp is None else datetime.fromtimestamp(int(stamp), UTC).strftime("%Y-%m-%d %H:%M"),
+            Text(f"{runner.endpoint} ({runner.device.serial})", no_wrap=True, overflow="ellipsis"),
+            "…" if stamp is None else datetime.fromtimestamp(int(stamp), UTC).strftime("%H:%M"),
             _cell(values.get("/26246/0/26"), "{:.0f}"),
-            _cell(values.get("/26246/0/16"), "{:.2f}"),
+            _cell(values.get("/26246/0/16"), "{:.1f}"),
             _cell(max(0.0, -sum(p for p in pv if p is not None)) if pv and None not in pv else None, "{:.0f}"),
             _cell(sum(p for p in loads if p is not None) if loads and None not in loads else None, "{:.0f}"),
-            OPER_STATES.get(values.get("/26246/0/13", 0), "…"),
+            DEMO_STAGES.get(values.get("/26246/0/13", 0), "…"),
             _demo_bts_cell(runner),
             _demo_rules_cell(runner),
             ", ".join(alerts) or "-",
@@ -1837,20 +1847,24 @@ def _demo_table(runners: list[Any], latest: dict[str, dict[str, Any]], speed: fl
 
 
 def _demo_bts_cell(runner: Any) -> str:
-    """The BTS's draw and service, as the charger knows them (its NETCONF bridge and the load port)."""
+    """The BTS's draw and service, as the charger knows them (its NETCONF bridge and the load port).
+
+    Compact for the 80-column table: ``812W on`` (on air), ``95W emerg`` (emergency calls only),
+    ``40W off`` (off air), ``unreach`` (NETCONF unreachable), ``no power`` (its port is switched off).
+    """
     bridge = getattr(runner, "bridge", None)
     if bridge is None:
         return "-"
     watts = bridge.power_draw_watts
     if bridge.unreachable:
-        return "unreachable"
+        return "unreach"
     port = runner.device.source.site.ports.get(runner.bts_port) if hasattr(runner.device.source, "site") else None
     if port is not None and not port.output_on:
-        return "unpowered"
-    service = "off air"
+        return "no power"
+    service = "off"
     if bridge.on_air:
-        service = "emergency only" if bridge.value(0, 9) is True else "on air"
-    return f"{'…' if watts is None else f'{watts:.1f}'} W {service}"
+        service = "emerg" if bridge.value(0, 9) is True else "on"
+    return f"{'…' if watts is None else f'{watts:.0f}'}W {service}"
 
 
 def _demo_rules_cell(runner: Any) -> str:
