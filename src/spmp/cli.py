@@ -1428,9 +1428,26 @@ def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
     bts_password: Annotated[
         str | None, typer.Option("--bts-password", envvar="SPMP_BTS_PASSWORD", help="SSH password on the BTS.")
     ] = None,
+    bts_host_key_fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--bts-host-key-fingerprint",
+            help="Accept only this BTS SSH host key (SHA256:..., as ssh-keygen -lf prints it); "
+            "default: trust the first key seen and record it in DIR/known_hosts.",
+        ),
+    ] = None,
     rules: Annotated[
-        str, typer.Option("--rules", help="Smart-load rules at start: default (docs/smart-load.md) or none.")
+        str,
+        typer.Option("--rules", help="Smart-load rules at the first start: default (docs/smart-load.md) or none."),
     ] = "none",
+    data: Annotated[
+        FilePath,
+        typer.Option(
+            "--data",
+            help="Charger data directory: smart-load state (smart-load.json) and the BTS's host key (known_hosts).",
+            file_okay=False,
+        ),
+    ] = FilePath("spmp-charger"),
 ) -> None:
     """Run one SPMP charger (LwM2M client) until Ctrl-C, then de-register.
 
@@ -1453,7 +1470,22 @@ def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
         bts_host, _, bts_port = bts.rpartition(":")
         if not bts_host or not bts_port.isdigit() or not 0 < int(bts_port) < 65536:
             _fail(f"--bts wants HOST:PORT, for example 192.0.2.20:830, not {bts!r}")
-        link = BtsLink(bts_host.strip("[]"), int(bts_port), username=bts_user, password=bts_password)
+        if bts_host_key_fingerprint is not None:
+            from spmp.charger.netconf.hostkeys import normalize_fingerprint  # noqa: PLC0415
+
+            try:
+                bts_host_key_fingerprint = normalize_fingerprint(bts_host_key_fingerprint)
+            except ValueError as exc:
+                _fail(f"--bts-host-key-fingerprint: {exc}")
+        link = BtsLink(
+            bts_host.strip("[]"),
+            int(bts_port),
+            username=bts_user,
+            password=bts_password,
+            host_key_fingerprint=bts_host_key_fingerprint,
+        )
+    elif bts_host_key_fingerprint is not None:
+        _fail("--bts-host-key-fingerprint needs --bts")
     try:
         asyncio.run(
             _run_charger(
@@ -1467,6 +1499,7 @@ def charger_command(  # noqa: PLR0917 - Typer maps each parameter to an option
                 duration=duration,
                 bts=link,
                 rules=rules,
+                data=data,
             )
         )
     except KeyboardInterrupt:
@@ -1485,6 +1518,7 @@ async def _run_charger(
     duration: float | None,
     bts: Any = None,
     rules: str = "none",
+    data: FilePath | None = None,
 ) -> None:
     from spmp.charger.clock import SimClock  # noqa: PLC0415
     from spmp.charger.device import ChargerDevice, ModbusMeasurementSource  # noqa: PLC0415
@@ -1514,7 +1548,7 @@ async def _run_charger(
     else:
         device = simulated_charger(registry, lat=lat, lon=lon, seed=seed, speed=speed, serial=endpoint)
         what = f"simulated site ({lat:g}, {lon:g}) at {speed:g}x"
-    runner = ChargerRunner(endpoint, device, accounts, registry, bts=bts, rules=rules)
+    runner = ChargerRunner(endpoint, device, accounts, registry, bts=bts, rules=rules, data_dir=data)
     if bts is not None:
         what += f", BTS {bts.host}:{bts.port} over NETCONF, rules {rules}"
     try:
@@ -1717,7 +1751,16 @@ async def _run_demo(count: int, speed: float, api_port: int, db: FilePath, durat
                 accounts = factory_bootstrap(bs_uri, factory.psk_identity, factory.psk_key)
                 options = ClientOptions(local_host=host, retry_initial=0.5, retry_max=5.0)
                 link = _demo_bts(db.parent / f"bts-{endpoint}", host, bts_servers)
-                runner = ChargerRunner(endpoint, device, accounts, registry, options=options, bts=link, rules="default")
+                runner = ChargerRunner(
+                    endpoint,
+                    device,
+                    accounts,
+                    registry,
+                    options=options,
+                    bts=link,
+                    rules="default",
+                    data_dir=db.parent / f"charger-{endpoint}",
+                )
                 runners.append(runner)
                 await runner.start()
             deadline = None if duration is None else loop.time() + duration
@@ -1753,16 +1796,25 @@ def _demo_bts(data: FilePath, host: str, servers: list[Any]) -> Any:
     import secrets  # noqa: PLC0415
 
     from spmp.bts import BtsDevice, BtsNetconfServer, load_or_create_host_key  # noqa: PLC0415
+    from spmp.charger.netconf.hostkeys import fingerprint  # noqa: PLC0415
     from spmp.charger.runner import BtsLink  # noqa: PLC0415
 
     device = BtsDevice(data)
     password = secrets.token_urlsafe(16)
-    server = BtsNetconfServer(
-        device, host_key=load_or_create_host_key(data), host=host, port=0, users={"spmp": password}
-    )
+    host_key = load_or_create_host_key(data)
+    server = BtsNetconfServer(device, host_key=host_key, host=host, port=0, users={"spmp": password})
     server.start()
     servers.append(server)
-    return BtsLink(host, server.port, username="spmp", password=password, device=device, refresh_interval=2.0)
+    # Pinned: the demo knows its own BTS's key (and its port changes every run, so first use would not mean much).
+    return BtsLink(
+        host,
+        server.port,
+        username="spmp",
+        password=password,
+        device=device,
+        refresh_interval=2.0,
+        host_key_fingerprint=fingerprint(host_key),
+    )
 
 
 async def _demo_watch(
