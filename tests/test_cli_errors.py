@@ -102,3 +102,55 @@ def test_a_data_directory_whose_database_cannot_open_is_a_clean_error(cli_runner
     (tmp_path / "spmp.db").mkdir()
     for command in (["psk", "list"], ["bootstrap", "psk", "list"]):
         assert_clean_error(cli_runner.invoke(app, [*command, "--data", str(tmp_path)]), "spmp.db")
+
+
+# ------------------------------------------------------------------------------ other user mistakes
+
+
+@pytest.mark.parametrize(
+    ("command", "fragment"),
+    [
+        (["bootstrap", "config", "set", "--endpoint", "e", "--server", "nonsense"], "only coap:// and coaps://"),
+        (["bootstrap", "config", "set", "--endpoint", "e", "--server", "coaps://"], "no host"),
+        (["client", "--endpoint", "e", "--server", "http://x"], "only coap:// and coaps://"),
+        (
+            ["charger", "--server", "coaps://h:5684", "--psk-identity", "i", "--psk-key", "00", "--bts", "x"],
+            "HOST:PORT",
+        ),
+        (["fleet", "--devices", "1", "--server", "nonsense"], "nonsense"),
+        (["decode", "--format", "tlv", "--path", "/3/0", "@/nonexistent/payload"], "/nonexistent/payload"),
+        (["scenario", "poor-sun", "--days", "0.1", "--write", "/nonexistent/dir/x.md"], "/nonexistent/dir/x.md"),
+    ],
+)
+def test_plain_user_mistakes_are_one_red_line(
+    cli_runner: CliRunner, tmp_path: Path, command: list[str], fragment: str
+) -> None:
+    extra = ["--data", str(tmp_path)] if command[0] == "bootstrap" else []
+    assert_clean_error(cli_runner.invoke(app, [*command, *extra]), fragment)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["server", "--coaps-port", "99999"],
+        ["server", "--api-port", "-1"],
+        ["bootstrap", "--coap-port", "70000"],
+        ["bts", "--port", "99999"],
+        ["demo", "--api-port", "65536"],
+        ["modbus-sim", "--port", "65536"],
+    ],
+)
+def test_out_of_range_ports_are_usage_errors(cli_runner: CliRunner, tmp_path: Path, command: list[str]) -> None:
+    extra = [] if command[0] == "modbus-sim" else ["--data", str(tmp_path)]
+    result = cli_runner.invoke(app, [*command, *extra])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and command[1] in result.output
+
+
+def test_top_level_help_describes_the_command_set(cli_runner: CliRunner) -> None:
+    text = cli_runner.invoke(app, ["--help"]).stdout
+    assert "object models, payloads, demo" not in text
+    for command in ("server", "bootstrap", "client", "charger", "bts", "demo", "fleet", "scenario", "psk"):
+        assert f"`{command}`" in text
+    client_help = cli_runner.invoke(app, ["client", "--help"]).stdout
+    assert "coaps://host:5684" in client_help

@@ -1,4 +1,4 @@
-"""The ``spmp`` command: inspect object models, decode payloads, run the demo.
+"""The ``spmp`` command: run the servers, devices and simulators of SPMP, and inspect LwM2M data.
 
 Every subcommand has ``--help``. Exit status: 0 on success, 2 for bad input (an unknown object, a
 payload that does not decode, bad options), 1 for an internal error (a bug: rerun with
@@ -73,7 +73,12 @@ log = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="spmp",
-    help="SPMP: manage solar-powered telecom sites over LwM2M (object models, payloads, demo).",
+    help="SPMP: manage solar-powered telecom sites over LwM2M.\n\n"
+    "Servers: `server` (LwM2M management server + REST API), `bootstrap` (bootstrap server; also its "
+    "configurations and factory PSKs), `psk` (device PSKs). Devices and simulators: `client`, `charger` "
+    "(a solar charger, simulated or read over Modbus), `modbus-sim`, `bts` (a BTS over NETCONF), `fleet` "
+    "(many devices, load tests), `demo` (the whole system on loopback), `scenario`. LwM2M data: `objects`, "
+    "`decode`, `codecs-demo`. Every command has --help; exit status 0 ok, 2 bad input, 1 internal error.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -533,9 +538,13 @@ def server(  # noqa: PLR0917 - Typer maps each parameter to an option
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (CoAP, CoAPS and the REST API).")
     ] = "127.0.0.1",
-    coap_port: Annotated[int, typer.Option("--coap-port", help="Plain CoAP port (only with --insecure).")] = 5683,
-    coaps_port: Annotated[int, typer.Option("--coaps-port", help="CoAP over DTLS (PSK) port.")] = 5684,
-    api_port: Annotated[int, typer.Option("--api-port", help="REST API port.")] = 8080,
+    coap_port: Annotated[
+        int, typer.Option("--coap-port", help="Plain CoAP port (only with --insecure).", min=0, max=65535)
+    ] = 5683,
+    coaps_port: Annotated[
+        int, typer.Option("--coaps-port", help="CoAP over DTLS (PSK) port.", min=0, max=65535)
+    ] = 5684,
+    api_port: Annotated[int, typer.Option("--api-port", help="REST API port.", min=0, max=65535)] = 8080,
     data: DataOption = DEFAULT_DATA_DIR,
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Also accept plain, unauthenticated CoAP on --coap-port.")
@@ -813,8 +822,12 @@ def _with_store(action: Any) -> Any:
 def bootstrap(  # noqa: PLR0917 - Typer maps each parameter to an option
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    coap_port: Annotated[int, typer.Option("--coap-port", help="Plain CoAP port (only with --insecure).")] = 5783,
-    coaps_port: Annotated[int, typer.Option("--coaps-port", help="CoAP over DTLS (PSK) port.")] = 5784,
+    coap_port: Annotated[
+        int, typer.Option("--coap-port", help="Plain CoAP port (only with --insecure).", min=0, max=65535)
+    ] = 5783,
+    coaps_port: Annotated[
+        int, typer.Option("--coaps-port", help="CoAP over DTLS (PSK) port.", min=0, max=65535)
+    ] = 5784,
     data: DataOption = DEFAULT_DATA_DIR,
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Also accept plain CoAP (endpoints without a bootstrap PSK).")
@@ -890,6 +903,13 @@ def bootstrap_config_set(  # noqa: PLR0917 - Typer maps each parameter to an opt
     modes = list(security or [])
     if len(modes) not in (0, 1, len(servers)) or len(wanted) != len(servers):
         _fail("give --ssid and --security once per --server (or --security once for all)")
+    from spmp.client.accounts import AccountError, parse_uri  # noqa: PLC0415
+
+    for uri in servers:
+        try:
+            parse_uri(uri)
+        except AccountError as exc:
+            _fail(f"--server: {exc}")
     try:
         accounts = tuple(
             ServerAccount(
@@ -1241,7 +1261,7 @@ async def _run_client(endpoint: str, objects: tuple[Any, Any]) -> None:
 @app.command("bts")
 def bts_command(  # noqa: PLR0917 - Typer maps each parameter to an option
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="NETCONF over SSH port.")] = 8300,
+    port: Annotated[int, typer.Option("--port", help="NETCONF over SSH port.", min=0, max=65535)] = 8300,
     data: Annotated[
         FilePath,
         typer.Option("--data", help="Data directory: running configuration and SSH host key.", file_okay=False),
@@ -1672,7 +1692,7 @@ DEMO_ALERTS_WIDTH = 14  # alerts wrap within this width, so one site's alerts do
 def demo(
     sites: Annotated[int, typer.Option("--sites", help="Number of simulated sites.", min=1, max=len(DEMO_SITES))] = 3,
     speed: Annotated[float, typer.Option("--speed", help="Simulated seconds per wall second.", min=0.001)] = 60.0,
-    api_port: Annotated[int, typer.Option("--api-port", help="REST API port.")] = 8080,
+    api_port: Annotated[int, typer.Option("--api-port", help="REST API port.", min=0, max=65535)] = 8080,
     data: DataOption = DEFAULT_DATA_DIR,
     duration: Annotated[
         float | None, typer.Option("--duration", help="Stop after this many seconds (default: until Ctrl-C).")
@@ -1957,7 +1977,10 @@ def scenario_poor_sun(
     table = poor_sun_table(with_rules, without, days=days, seed=seed)
     typer.echo(table)
     if write is not None:
-        write_results(write, table)
+        try:
+            write_results(write, table)
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot write the results to {str(write)!r}: {getattr(exc, 'strerror', None) or exc}")
         typer.echo(f"results written to {write}", err=True)
 
 
