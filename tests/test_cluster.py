@@ -432,6 +432,52 @@ def test_a_live_node_releases_a_device_that_moved(pg_dsn: str) -> None:
     run(main())
 
 
+def test_a_released_device_stays_in_view_while_the_new_registration_is_read(pg_dsn: str) -> None:
+    """Between releasing a device that registered on another node and reading its new registration
+    from the store, the node answers for it as the other node's (this gap made the test above flaky:
+    ``registration('dev-1') is None``). The read is slowed down here so the gap is always there."""
+
+    async def main() -> None:
+        async with two_nodes(pg_dsn) as (a, b):
+            assert a.server is not None and b.server is not None and a.server.cluster is not None
+            server_a, server_b, cluster_a = a.server, b.server, a.server.cluster
+            address_a, address_b = server_a.coap_address, server_b.coap_address
+            assert address_a is not None and address_b is not None
+            refresh = cluster_a._refresh
+            refreshed = asyncio.Event()
+
+            async def slow_refresh(endpoint: str) -> Registration | None:
+                await asyncio.sleep(1.0)
+                try:
+                    return await refresh(endpoint)
+                finally:
+                    refreshed.set()
+
+            cluster_a._refresh = slow_refresh  # type: ignore[method-assign]
+            balancer = UdpBalancer(address_a)
+            await balancer.start()
+            try:
+                async with device(f"coap://127.0.0.1:{balancer.address[1]}") as (client, _temperature):
+                    balancer.backend = address_b
+                    client.session(1).location = None
+                    client.session(1).trigger_update()
+                    await until(lambda: server_a.registrations_manager.get("dev-1") is None, what="A released it")
+                    assert not refreshed.is_set()
+                    registration = server_a.registration("dev-1")
+                    assert registration is not None and registration.node_id == "node-b"
+                    assert (
+                        registration.registration_id
+                        == server_b.registrations_manager.get("dev-1").registration.registration_id
+                    )  # type: ignore[union-attr]
+                    await asyncio.wait_for(refreshed.wait(), 10.0)
+                    registration = server_a.registration("dev-1")
+                    assert registration is not None and registration.node_id == "node-b"
+            finally:
+                await balancer.close()
+
+    run(main())
+
+
 # ------------------------------------------------------------------------------ spmp server processes
 
 

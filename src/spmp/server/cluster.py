@@ -752,6 +752,13 @@ class ClusterRouter:
             local = self.server.registrations_manager.get(endpoint)
             if local is not None and local.registration.registration_id != registration_id:
                 self._release(local, origin)
+                if isinstance(registration_id, str) and endpoint not in self._remote:
+                    # Until the refresh below has read the new registration: the device is the other
+                    # node's, never "not registered" (an API call in between would answer 404).
+                    self._set_remote(
+                        dataclasses.replace(local.registration, registration_id=registration_id, node_id=origin),
+                        endpoint,
+                    )
             self._spawn(self._refresh(endpoint))
         else:
             known = self._remote.get(endpoint)
