@@ -490,10 +490,10 @@ def test_the_default_rule_set_is_valid_and_ordered() -> None:
 def test_default_rules_act_above_the_sites_low_voltage_disconnect(chemistry: Chemistry, cells: int) -> None:
     # The simulated site's ports disconnect at the chemistry's LVD: every rule must be able to fire first.
     lvd = CHEMISTRIES[chemistry].lvd_v * cells
-    rules = default_rules(rf_power_dbm=33.0, chemistry=chemistry, cells=cells, lvd_v=lvd)
-    band = saving_band(chemistry, cells, lvd)
+    rules = default_rules(rf_power_dbm=33.0, chemistry=chemistry.value, cells=cells, lvd_v=lvd)
+    band = saving_band(chemistry.value, cells, lvd)
     assert rules[0].threshold == band.start_v and rules[-1].threshold == band.last_v
-    assert all(r.threshold >= lvd + LVD_MARGIN_V_PER_CELL[chemistry] * cells - 1e-9 for r in rules)
+    assert all(r.threshold >= lvd + LVD_MARGIN_V_PER_CELL[chemistry.value] * cells - 1e-9 for r in rules)
     assert band.start_v > band.last_v > lvd
     # Resting at the start-saving voltage, the bank still holds a good share of its charge.
     battery = Battery(chemistry, 100.0, cells)
@@ -515,4 +515,4 @@ def test_default_rules_follow_the_site_and_the_bts() -> None:
         "emergency calls only",
     ]
     with pytest.raises(ValueError, match="no room"):
-        saving_band(Chemistry.AGM, 24, lvd_v=49.5)
+        saving_band("agm", 24, lvd_v=49.5)

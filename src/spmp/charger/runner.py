@@ -258,7 +258,6 @@ class ChargerRunner:
         The thresholds come from the site's bank (chemistry, cells) and the LVD of the BTS's port; the
         RF rule steps down from what the BTS transmits now (left out while that is unknown).
         """
-        from spmp.charger.battery import Chemistry  # noqa: PLC0415
         from spmp.smartload.defaults import default_rules  # noqa: PLC0415
 
         rf: float | None = None
@@ -266,11 +265,11 @@ class ChargerRunner:
             rf = rf_now  # the rules step down from what this BTS transmits
         elif self.bridge is not None:
             log.warning("BTS RF power unknown (BTS not read yet): the default RF rule is left out")
-        chemistry, cells, lvd = Chemistry.AGM, 24, None
+        chemistry, cells, lvd = "agm", 24, None
         source = self.device.source
         if isinstance(source, SiteSource):
             battery = source.site.battery
-            chemistry, cells = battery.chemistry, battery.cells
+            chemistry, cells = battery.chemistry.value, battery.cells
             bts_port = source.site.ports.get(self.bts_port or "")
             lvd = bts_port.limits.lvd_v if bts_port is not None else None
         shed = next(

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spmp.charger.battery import CHEMISTRIES, Chemistry
 from spmp.lwm2m.objects import ids
 from spmp.lwm2m.objects.smart_load import SmartLoadBtsResource
 from spmp.lwm2m.path import Path
@@ -64,9 +63,13 @@ RF_STEP_DB = 3.0
 EXAMPLE_RF_DBM = 33.0
 """The SPMP BTS's factory RF power output (per chain); used only by :data:`DEFAULT_RULES`."""
 
-START_SAVING_V_PER_CELL = {Chemistry.AGM: 2.05, Chemistry.FLOODED: 2.05, Chemistry.LIFEPO4: 3.25}
+DEFAULT_LVD_V_PER_CELL = {"agm": 1.95, "flooded": 1.95, "lifepo4": 3.0}
+"""Low-voltage disconnect per cell when the caller gives none: the same defaults as the charger's
+ports (NOTES: 46.8 V lead-acid, 48.0 V LiFePO4 16S). Chemistries are named by string so this
+package stays below the charger (the charger depends on smart load, not the other way round)."""
+START_SAVING_V_PER_CELL = {"agm": 2.05, "flooded": 2.05, "lifepo4": 3.25}
 """The first step: lead-acid ~60 % charge at rest, LiFePO4 ~30 % (its plateau hides the rest)."""
-LVD_MARGIN_V_PER_CELL = {Chemistry.AGM: 0.02, Chemistry.FLOODED: 0.02, Chemistry.LIFEPO4: 0.10}
+LVD_MARGIN_V_PER_CELL = {"agm": 0.02, "flooded": 0.02, "lifepo4": 0.10}
 """The last step sits this far above the LVD."""
 STEP_FRACTIONS = (0.0, 0.25, 0.25, 0.5, 0.8, 1.0)
 """Where each default rule sits in the band, from its top (rule order of :func:`default_rules`)."""
@@ -87,14 +90,17 @@ class SavingBand:
         return round(self.start_v - fraction * (self.start_v - self.last_v), 2)
 
 
-def saving_band(chemistry: Chemistry = Chemistry.AGM, cells: int = 24, lvd_v: float | None = None) -> SavingBand:
+def saving_band(chemistry: str = "agm", cells: int = 24, lvd_v: float | None = None) -> SavingBand:
     """The band for a bank of ``cells`` cells whose loads disconnect at ``lvd_v`` (default: the chemistry's).
 
-    ValueError when the LVD leaves no room (the start-saving voltage is not above LVD + margin).
+    ``chemistry`` is ``"agm"``, ``"flooded"`` or ``"lifepo4"``. ValueError when the LVD leaves no
+    room (the start-saving voltage is not above LVD + margin) or the chemistry is unknown.
     """
     if cells <= 0:
         raise ValueError(f"cells must be positive, got {cells}")
-    lvd = CHEMISTRIES[chemistry].lvd_v * cells if lvd_v is None else lvd_v
+    if chemistry not in START_SAVING_V_PER_CELL:
+        raise ValueError(f"unknown chemistry {chemistry!r}: use one of {', '.join(START_SAVING_V_PER_CELL)}")
+    lvd = DEFAULT_LVD_V_PER_CELL[chemistry] * cells if lvd_v is None else lvd_v
     start = round(START_SAVING_V_PER_CELL[chemistry] * cells, 2)
     last = round(lvd + LVD_MARGIN_V_PER_CELL[chemistry] * cells, 2)
     if start <= last:
@@ -123,7 +129,7 @@ class DefaultRule:
 def default_rules(
     *,
     rf_power_dbm: float | None,
-    chemistry: Chemistry = Chemistry.AGM,
+    chemistry: str = "agm",
     cells: int = 24,
     lvd_v: float | None = None,
     bts_instance: int = 0,
@@ -163,7 +169,7 @@ def default_rules(
 def default_rule_resources(
     *,
     rf_power_dbm: float | None = EXAMPLE_RF_DBM,
-    chemistry: Chemistry = Chemistry.AGM,
+    chemistry: str = "agm",
     cells: int = 24,
     lvd_v: float | None = None,
     bts_instance: int = 0,

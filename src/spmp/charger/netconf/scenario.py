@@ -138,7 +138,7 @@ def _rules_engine(site: Site, rf_power_dbm: float) -> RuleEngine:
     battery = site.battery
     rules = default_rules(
         rf_power_dbm=rf_power_dbm,
-        chemistry=battery.chemistry,
+        chemistry=battery.chemistry.value,
         cells=battery.cells,
         lvd_v=site.ports[BTS_PORT].limits.lvd_v,
         shed_port=shed,
