@@ -112,6 +112,12 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "version": __version__, "clients": len(server.registrations())})
 
 
+async def stats(request: Request) -> JSONResponse:
+    """``GET /api/stats``: the management server's counters (see ``ManagementServer.stats`` and docs/api.md)."""
+    server: ManagementServer = request.app.state.server
+    return JSONResponse(server.stats())
+
+
 async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(openapi_document())
 
@@ -135,6 +141,7 @@ def create_app(server: ManagementServer, store: Store, token: str, *, keepalive:
     routes = [
         Route("/api/health", health, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
+        Route("/api/stats", g(stats), methods=["GET"]),
         Route("/api/events", g(events.events), methods=["GET"]),
         Route("/api/clients", g(clients.list_clients), methods=["GET"]),
         Route("/api/clients/{endpoint}", g(clients.get_client), methods=["GET"]),

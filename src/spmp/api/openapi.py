@@ -69,6 +69,12 @@ def openapi_document() -> dict[str, Any]:
             "get": {**_op("Liveness (no token needed)", _ok("alive", {"type": "object"})), "security": []},
         },
         "/api/openapi.json": {"get": _op("This document", _ok("OpenAPI 3.1", {"type": "object"}))},
+        "/api/stats": {
+            "get": _op(
+                "Server counters: registrations, CoAP endpoints, DTLS handshakes, telemetry ingest, refusals",
+                _ok("counters (see docs/api.md)", {"type": "object"}),
+            )
+        },
         "/api/events": {
             "get": _op(
                 "Server-sent events (registered, updated, deregistered, expired, notification, send, ...)",

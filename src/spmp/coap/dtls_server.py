@@ -76,6 +76,8 @@ ALERT_UNEXPECTED_MESSAGE = 10
 UNKNOWN_SESSION_ALERT_INTERVAL = 1.0
 """At most one "unknown session" alert per address per this many seconds (it is never larger than what
 provoked it, so it cannot amplify; the limit only keeps a chatty lost client from costing much)."""
+GARBAGE_LOG_INTERVAL = 60.0
+"""At most one WARNING about garbage datagrams per this many seconds (the next one says how many came)."""
 _PRE_COOKIE_STATES = frozenset({"HELLO_REQUEST", "CLIENT_HELLO", "SERVER_HELLO"})
 _MAX_STEPS = 64  # a handshake has ~20 steps; a bound turns an unexpected mbedtls loop into an error
 
@@ -112,6 +114,9 @@ class DtlsServerStats:
     unknown_session_alerts: int = 0
     """Encrypted records from addresses without a session (a client of a previous run, typically) answered
     with a plaintext fatal alert, so the client knows at once to handshake again."""
+    garbage: int = 0
+    """Of the dropped datagrams, those that were no DTLS at all (or oversize), or a ClientHello mbedtls
+    could not parse: logged as a WARNING at most once per ``GARBAGE_LOG_INTERVAL`` seconds, with counts."""
 
 
 def _where(addr: Address) -> str:
@@ -278,6 +283,8 @@ class DtlsServerTransport:
         self._closing = False
         self._alerted: dict[Address, float] = {}
         self.stats = DtlsServerStats()
+        self._garbage_logged = 0
+        self._garbage_quiet_until = 0.0
 
     @classmethod
     async def bind(
@@ -418,6 +425,7 @@ class DtlsServerTransport:
             return
         if len(data) > BUFFER_CAPACITY:
             self.stats.dropped_datagrams += 1
+            self._garbage(addr, f"oversize datagram ({len(data)} bytes)")
             return
         session = self._sessions.get(addr)
         try:
@@ -446,6 +454,8 @@ class DtlsServerTransport:
         if not is_client_hello(data):
             self.stats.dropped_datagrams += 1
             logger.debug("DTLS: datagram from %s:%d without a session and not a ClientHello, dropped", *addr)
+            if first_record(data) is None:
+                self._garbage(addr, "not a DTLS record")
             self._unknown_session(data, addr)
             return
         door = self._doorman
@@ -482,6 +492,7 @@ class DtlsServerTransport:
             # half-parsed state carries over to the next peer.
             logger.debug("DTLS: bad ClientHello from %s:%d: %s", *addr, tls_error_reason(exc))
             self.stats.dropped_datagrams += 1
+            self._garbage(addr, f"bad ClientHello: {tls_error_reason(exc)}")
             self._doorman = new_buffer(self._context)
             return
 
@@ -514,6 +525,20 @@ class DtlsServerTransport:
         self._sessions[addr] = session
         self._count_sessions()
         self._drive(session, retransmission=False)
+
+    def _garbage(self, addr: Address, reason: str) -> None:
+        """Count a datagram that is no DTLS we can use; a WARNING naming the peer and the reason at most
+        once per :data:`GARBAGE_LOG_INTERVAL` seconds, saying how many came since the last one."""
+        self.stats.garbage += 1
+        now = self._now()
+        if now < self._garbage_quiet_until:
+            return
+        count = self.stats.garbage - self._garbage_logged
+        self._garbage_logged = self.stats.garbage
+        self._garbage_quiet_until = now + GARBAGE_LOG_INTERVAL
+        log_event(
+            logger, logging.WARNING, "dtls: garbage datagrams dropped", peer=_where(addr), reason=reason, count=count
+        )
 
     def _unknown_session(self, data: bytes, addr: Address) -> None:
         """Answer an encrypted record from an address without a session (its client still holds a

@@ -69,6 +69,9 @@ UnmatchedNotificationHook = Callable[[Peer, bytes, Response], Observation | Awai
 are the following ones), or None to reset it. May be a coroutine function: the notification waits for
 the answer (a duplicate meanwhile is ignored), so keep it well below ACK_TIMEOUT."""
 
+MALFORMED_LOG_INTERVAL = 60.0
+"""At most one WARNING about malformed datagrams per this many seconds (with the count since the last)."""
+
 _CON: Final = 0
 _NON: Final = 1
 _ACK: Final = 2
@@ -220,6 +223,8 @@ class Endpoint:
         self._szx = size_to_szx(self.params.block_size)
         self._obs_seq = random.getrandbits(24)
         self._closed = False
+        self._malformed_logged = 0
+        self._malformed_quiet_until = 0.0
         self._sweeper = self._loop.call_later(self.params.exchange_lifetime, self._sweep)
         transport.set_handler(self._on_datagram)
 
@@ -560,7 +565,7 @@ class Endpoint:
             msg = decode(data)
         except CoapMessageError as exc:
             self.stats.malformed += 1
-            log.debug("malformed datagram from %s: %s", peer, exc.reason)
+            self._log_malformed(peer, exc.reason)
             if exc.message_type == _CON and exc.mid is not None:
                 self._send_empty(_RST, exc.mid, peer)
             return
@@ -579,6 +584,21 @@ class Endpoint:
                 self._send_empty(_RST, msg.mid, peer)  # reserved code classes 1..
         except Exception:
             log.exception("error handling a message from %s", peer)
+
+    def _log_malformed(self, peer: Peer, reason: str) -> None:
+        """Malformed input (already counted): a WARNING naming the peer and the reason, then nothing but
+        DEBUG for :data:`MALFORMED_LOG_INTERVAL` seconds; the next WARNING says how many came meanwhile."""
+        now = self._loop.time()
+        if now < self._malformed_quiet_until:
+            log.debug("malformed datagram from %s: %s", peer, reason)
+            return
+        count = self.stats.malformed - self._malformed_logged
+        self._malformed_logged = self.stats.malformed
+        self._malformed_quiet_until = now + MALFORMED_LOG_INTERVAL
+        log.warning(
+            "malformed CoAP datagrams",
+            extra={"peer": str(peer), "reason": reason, "count": count, "total": self.stats.malformed},
+        )
 
     def _fast_notification(self, data: bytes, peer: Peer) -> bool:
         """The notification fast path: a CON 2.xx with Observe for an observation whose callback takes raw

@@ -40,7 +40,7 @@ from spmp.coap.message import Code, Request, Response
 from spmp.coap.transport import Peer
 from spmp.lwm2m.content_format import ContentFormat
 from spmp.lwm2m.errors import CodecError
-from spmp.lwm2m.link import RegistrationObjects, parse_registration
+from spmp.lwm2m.link import LINK_LIMITS, RegistrationObjects, parse_registration
 from spmp.lwm2m.model import ClientModel, ModelRegistry
 from spmp.lwm2m.registration import (
     SUPPORTED_LWM2M_VERSIONS,
@@ -103,6 +103,8 @@ class RegistrationStats:
     bad_requests: int = 0
     forbidden: int = 0
     rate_limited: int = 0
+    too_large: int = 0
+    """Register/Update payloads over MAX_REGISTRATION_PAYLOAD, answered 4.13."""
 
 
 class RateLimiter:
@@ -154,6 +156,9 @@ class _Payload:
 
 
 _PAYLOAD_CACHE = 1024
+MAX_REGISTRATION_PAYLOAD = LINK_LIMITS.max_links * len("</1>,")
+"""Largest Register/Update payload (40 KiB): one that fits never holds more links than the parser takes,
+so a bigger one is refused as too large (4.13 with Size1), not as malformed (4.00)."""
 """Distinct registration payloads remembered (parsed, with their pinned model)."""
 
 
@@ -443,6 +448,20 @@ class RegistrationManager:
         return parsed
 
     def _parse_payload(self, request: Request) -> RegistrationObjects | Response:
+        size = len(request.payload)
+        if size > MAX_REGISTRATION_PAYLOAD:
+            self.stats.too_large += 1
+            if self.stats.too_large & 0x3F == 1:  # the first and then every 64th, not every one
+                log.warning(
+                    "registration refused: payload too large",
+                    extra={"peer": str(request.peer), "bytes": size, "limit": MAX_REGISTRATION_PAYLOAD},
+                )
+            response = _diagnostic(
+                Code.REQUEST_ENTITY_TOO_LARGE,
+                f"a registration payload of {size} bytes exceeds the {MAX_REGISTRATION_PAYLOAD}-byte limit",
+            )
+            response.size1 = MAX_REGISTRATION_PAYLOAD
+            return response
         fmt = request.content_format
         if fmt is not None and fmt != ContentFormat.LINK:
             return self._bad(request, f"the payload must be link-format (40), not content format {fmt}", False)

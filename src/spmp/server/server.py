@@ -69,6 +69,9 @@ MAX_UPLINK_PAYLOAD = 64 * 1024
 """Largest Register/Update/Send body accepted (after block-wise reassembly); 4.13 beyond."""
 
 
+REFUSAL_LOG_INTERVAL = 60.0
+"""At most one "input refused" WARNING summary per this many seconds (see :meth:`ManagementServer.refusals`)."""
+
 RESUME_GRACE = 2.0
 """See :meth:`ManagementServer._settle_dormant`."""
 
@@ -192,6 +195,10 @@ class ManagementServer:
         self.dtls: DtlsServerTransport | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dormant: dict[str, list[Any]] = {}
+        self.uplink_too_large = 0
+        """Requests with a body over MAX_UPLINK_PAYLOAD, answered 4.13."""
+        self.refusal_log_interval = REFUSAL_LOG_INTERVAL
+        self.refusal_check_interval = 1.0
         self.resume_grace = RESUME_GRACE
         """Seconds between a restarted client's Update and observing again what it did not notify for."""
         self._discovery_slots = asyncio.Semaphore(64)
@@ -235,6 +242,7 @@ class ManagementServer:
         self.background.start()
         if self.psk_cache is not None and self.psk_refresh > 0:
             self._spawn(self._refresh_psk())
+        self._spawn(self._watch_refusals())
         log.info(
             "management server started",
             extra={
@@ -304,7 +312,60 @@ class ManagementServer:
             out["coaps"] = dataclasses.asdict(self.coaps.stats)
         if self.dtls is not None:
             out["dtls"] = dataclasses.asdict(self.dtls.stats)
+        out["telemetry"] = {
+            **dataclasses.asdict(self.observations.stats),
+            "written": self.sink.written,
+            "write_failures": self.sink.failed,
+        }
+        out["refusals"] = self.refusals()
         return out
+
+    def refusals(self) -> dict[str, int]:
+        """Input refused or dropped so far, by kind (cumulative counts; the DTLS ones exist with a DTLS
+        port). ``dtls_handshakes_failed`` includes the unknown identities, refused certificates and
+        timeouts, which are also counted on their own."""
+        registration = self.registrations_manager.stats
+        reporting = self.observations.stats
+        out = {
+            "coap_malformed": sum(e.stats.malformed for e in (self.coap, self.coaps) if e is not None),
+            "registration_rate_limited": registration.rate_limited,
+            "registration_forbidden": registration.forbidden,
+            "registration_bad_request": registration.bad_requests,
+            "registration_too_large": registration.too_large,
+            "uplink_too_large": self.uplink_too_large,
+            "send_rejected": reporting.rejected_sends,
+            "notification_undecodable": reporting.decode_errors,
+        }
+        if self.dtls is not None:
+            dtls = self.dtls.stats
+            out["dtls_handshakes_failed"] = dtls.handshakes_failed
+            out["dtls_unknown_identity"] = dtls.unknown_identity
+            out["dtls_certificate_refused"] = dtls.certificate_refused
+            out["dtls_handshake_timeouts"] = dtls.handshake_timeouts
+            out["dtls_refused_max_sessions"] = dtls.refused_max_sessions
+            out["dtls_garbage"] = dtls.garbage
+        return out
+
+    async def _watch_refusals(self) -> None:
+        """A WARNING summary line when input was refused: at most one per :attr:`refusal_log_interval`
+        seconds, with the counts since the previous line (nothing is logged while nothing is refused).
+        Reads counters every :attr:`refusal_check_interval` seconds; the hot paths only count."""
+        loop = asyncio.get_running_loop()
+        last = self.refusals()
+        last_time = loop.time()
+        quiet_until = 0.0
+        while True:
+            await asyncio.sleep(self.refusal_check_interval)
+            now = loop.time()
+            if now < quiet_until:
+                continue
+            current = self.refusals()
+            counts = {kind: n - last.get(kind, 0) for kind, n in current.items() if n > last.get(kind, 0)}
+            if not counts:
+                continue
+            log.warning("input refused", extra={**counts, "seconds": round(now - last_time)})
+            last, last_time = current, now
+            quiet_until = now + self.refusal_log_interval
 
     # ------------------------------------------------------------------------------------------------
     # Uplink
@@ -313,7 +374,10 @@ class ManagementServer:
         async def handle(request: Request) -> Response:
             if len(request.payload) > MAX_UPLINK_PAYLOAD:
                 log.warning("oversized request", extra={"peer": str(request.peer), "bytes": len(request.payload)})
-                return Response(Code.REQUEST_ENTITY_TOO_LARGE, b"payload too large")
+                self.uplink_too_large += 1
+                too_large = Response(Code.REQUEST_ENTITY_TOO_LARGE, b"payload too large")
+                too_large.size1 = MAX_UPLINK_PAYLOAD  # RFC 7252 5.10.9: the largest body we take
+                return too_large
             path = request.path
             if path and path[0] == "rd":
                 return await self.registrations_manager.handle(request, via)
