@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner
 
 from _peers import MARKER, missing_tools_message
 from pg_server import PgServer, PgUnavailableError
+
+# Property tests assert behaviour, never speed: no per-example deadline, and no "too slow" health check
+# (the shared 2-core machines run them under load). CI replays the same examples every run so that a
+# landing never depends on the draw; runs elsewhere keep exploring new ones.
+settings.register_profile("spmp", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("spmp"), derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "spmp")
 
 
 def pytest_configure(config: pytest.Config) -> None:
