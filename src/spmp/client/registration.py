@@ -11,6 +11,11 @@ own) and runs::
 
 and De-register (DELETE /rd/{loc}) on stop. While it is unreachable, notifications go to the
 reporter's store and are delivered after the next successful Register or Update.
+
+A DTLS handshake the server ends with an authentication alert (bad_record_mac, decrypt_error,
+unknown_psk_identity, or a certificate alert) is not "unreachable": the state is ``auth-failed``; after
+one quick retry (the server may be loading a key it just got) one ERROR says so (once per streak), and
+retries follow the long ``auth_retry_*`` backoff (the server may be given our key later).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from spmp.client.accounts import SECURITY_MODE_CERTIFICATE, SECURITY_MODE_PSK, S
 from spmp.client.dm import DeviceManagement
 from spmp.client.reporting import DEFAULT_STORE_LIMIT, Reporter, ServerDefaults
 from spmp.client.tree import Caller, ObjectTree
-from spmp.coap.dtls import X509Credentials
+from spmp.coap.dtls import DtlsHandshakeError, X509Credentials
 from spmp.coap.dtls_client import DtlsClientTransport
 from spmp.coap.endpoint import CoapParameters, Endpoint, Handler
 from spmp.coap.errors import CoapError
@@ -67,6 +72,10 @@ class ClientOptions:
     retry_initial: float = 2.0
     """First delay after a failed Register/Update/Bootstrap; doubles up to ``retry_max``."""
     retry_max: float = 300.0
+    auth_retry_initial: float = 30.0
+    """First delay after the server refused our credentials (DTLS alert); doubles up to ``auth_retry_max``.
+    Long, since retrying with the same key only helps once the server has been given it."""
+    auth_retry_max: float = 600.0
     bootstrap_timeout: float = 60.0
     """How long the bootstrap server has, after the Bootstrap-Request, to send Bootstrap-Finish."""
     deregister_timeout: float = 3.0
@@ -80,12 +89,31 @@ class SessionState(StrEnum):
     CONNECTING = "connecting"
     REGISTERED = "registered"
     UNREACHABLE = "unreachable"
+    AUTH_FAILED = "auth-failed"
+    """The server refused our DTLS credentials (wrong PSK, unknown identity, refused certificate)."""
     DISABLED = "disabled"
     STOPPED = "stopped"
 
 
 class RegistrationError(Exception):
     """The server answered a Register/Update with an error code."""
+
+
+_PSK_REFUSED = frozenset({20, 51, 115})
+"""DTLS alerts that mean our PSK was refused: bad_record_mac (wrong key), decrypt_error, unknown_psk_identity."""
+_CERTIFICATE_REFUSED = frozenset({42, 43, 44, 45, 46, 48})
+"""bad_certificate, unsupported/revoked/expired/unknown certificate, unknown_ca."""
+
+
+def auth_refusal(exc: BaseException) -> str | None:
+    """What the server refused, if ``exc`` is a handshake it ended with an authentication alert."""
+    if not isinstance(exc, DtlsHandshakeError) or exc.alert is None:
+        return None
+    if exc.alert in _PSK_REFUSED:
+        return "wrong PSK or unknown identity"
+    if exc.alert in _CERTIFICATE_REFUSED:
+        return "certificate refused"
+    return None
 
 
 def update_delay(lifetime: int, margin: float) -> float:
@@ -256,6 +284,8 @@ class ServerSession:
 
     async def _run(self) -> None:
         delay = self.options.retry_initial
+        auth_delay = self.options.auth_retry_initial
+        auth_refusals = 0  # consecutive ones
         loop = asyncio.get_running_loop()
         while True:
             if self._disable_requested:
@@ -269,18 +299,42 @@ class ServerSession:
             except (CoapError, RegistrationError, OSError) as exc:
                 self.failures += 1
                 self._handshake_needed = self._dtls is not None
-                self._set_state(SessionState.UNREACHABLE)
                 self.reporter.online = False
-                log.warning(
-                    "server unreachable, retrying",
-                    extra={"server": self.account.uri, "error": str(exc), "retry_in": round(delay, 3)},
-                )
+                refused = auth_refusal(exc)
+                if refused is not None:
+                    # Not a reachability problem. A server may refuse a key it has not loaded yet (its PSK
+                    # cache looks a missing identity up in the store for the next attempt): one quick
+                    # retry first. Refused again, it is an ERROR (once per streak), and the retries
+                    # slow down to the authentication backoff: the server may be given our key later.
+                    self._set_state(SessionState.AUTH_FAILED)
+                    if auth_refusals == 0:
+                        wait = self.options.retry_initial
+                        log.warning(
+                            "authentication refused, retrying once soon",
+                            extra={"server": self.account.uri, "error": str(exc), "retry_in": round(wait, 3)},
+                        )
+                    else:
+                        wait, auth_delay = auth_delay, min(auth_delay * 2, self.options.auth_retry_max)
+                        extra = {"server": self.account.uri, "error": str(exc), "retry_in": round(wait, 3)}
+                        if auth_refusals == 1:
+                            log.error(f"authentication refused by {self.account.uri} ({refused})", extra=extra)
+                        else:
+                            log.info("authentication still refused", extra=extra)
+                    auth_refusals += 1
+                else:
+                    wait, delay = delay, min(delay * 2, self.options.retry_max)
+                    self._set_state(SessionState.UNREACHABLE)
+                    log.warning(
+                        "server unreachable, retrying",
+                        extra={"server": self.account.uri, "error": str(exc), "retry_in": round(wait, 3)},
+                    )
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                delay = min(delay * 2, self.options.retry_max)
+                    await asyncio.wait_for(self._wake.wait(), wait)
                 continue
             delay = self.options.retry_initial
+            auth_delay = self.options.auth_retry_initial
+            auth_refusals = 0
             self._last_success = loop.time()
             self._set_state(SessionState.REGISTERED)
             self.reporter.resume()
