@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -230,6 +231,66 @@ async def udp_load(port: int, make: Any, *, sockets: int, window: int, seconds: 
         transport.close()
     await asyncio.sleep(0.05)
     return rate
+
+
+# ------------------------------------------------------------------- C load generator (_blast.c)
+
+
+def blast_binary() -> Path:
+    """Compile ``_blast.c`` with gcc (once per source version) into the temporary directory."""
+    import hashlib
+    import tempfile
+
+    source = Path(__file__).with_name("_blast.c")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    binary = Path(tempfile.gettempdir()) / f"spmp-blast-{digest}"
+    if not binary.exists():
+        partial = binary.with_suffix(".tmp")
+        subprocess.run(["gcc", "-O2", "-o", str(partial), str(source)], check=True)
+        partial.replace(binary)
+    return binary
+
+
+async def blast(
+    port: int,
+    templates: list[tuple[int, int, bytes]],
+    *,
+    seconds: float,
+    rate: float = 0.0,
+    window: int = 0,
+    mid_base: int = 0,
+    seq_add: int = 0,
+) -> dict[str, Any]:
+    """Run the C generator against 127.0.0.1:``port``: ``templates`` are (fd or -1, Observe offset or -1,
+    datagram); the fds are inherited by the child. Returns its JSON report."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as out:
+        for fd, obs, data in templates:
+            out.write(f"{fd} {obs} {data.hex()}\n")
+        name = out.name
+    fds = sorted({fd for fd, _, _ in templates if fd >= 0})
+    mode = ["--rate", str(rate)] if rate > 0 else ["--window", str(window)]
+    args = [str(blast_binary()), "--port", str(port), "--templates", name, "--seconds", str(seconds), *mode]
+    bound = int(rate * seconds * 1.1) + 1 if rate > 0 else 10_000_000  # bounded in count as well as time
+    args += ["--mid-base", str(mid_base), "--seq-add", str(seq_add), "--max", str(bound)]
+    try:
+        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, pass_fds=fds)
+        text, _ = await proc.communicate()
+    finally:
+        os.unlink(name)
+    if proc.returncode != 0:
+        raise RuntimeError(f"_blast failed ({proc.returncode})")
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+async def blast_echo(port: int, *, sockets: int, window: int, seconds: float) -> float:
+    """Round trips/s of the C generator against an echo server: ``sockets`` own sockets, ``window`` in flight
+    in total, 40-byte datagrams shaped like a CoAP header (so the same code path as ingest)."""
+    datagram = bytes((0x40, 0x45, 0, 0)) + b"x" * 36
+    result = await blast(port, [(-1, -1, datagram)] * sockets, seconds=seconds, window=window)
+    return float(result["replies_in_time"]) / float(result["seconds"])
 
 
 def coap_get(mid: int) -> bytes:

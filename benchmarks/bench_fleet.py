@@ -42,12 +42,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _fleet_procs import coap_get, udp_load
+from _fleet_procs import blast, blast_echo, coap_get, udp_load
 from spmp.fleet import Fleet, FleetConfig
 
 HERE = Path(__file__).parent
 PROCS = HERE / "_fleet_procs.py"
 BEGIN, END = "<!-- fleet:begin -->", "<!-- fleet:end -->"
+ECHO_SOCKETS, ECHO_WINDOW = 8, 64
+"""The C generator's closed-loop shape, the same for the echo baseline and the closed-loop ingest run."""
 
 
 class Server:
@@ -113,12 +115,12 @@ def log(message: str) -> None:
 
 
 async def bench_echo(seconds: float) -> dict[str, float]:
+    """Bare asyncio UDP echo (stock and tuned read size), driven by the same C generator as the ingest
+    phase (closed loop, ECHO_WINDOW datagrams in flight over ECHO_SOCKETS sockets)."""
     out: dict[str, float] = {}
     for tuned in (False, True):
         with process("echo", *(["--tuned"] if tuned else [])) as echo:
-            rate = await udp_load(
-                echo.info["port"], lambda mid: b"x" * 40, sockets=4, window=16, seconds=seconds, tuned=tuned
-            )
+            rate = await blast_echo(echo.info["port"], sockets=ECHO_SOCKETS, window=ECHO_WINDOW, seconds=seconds)
         out["tuned" if tuned else "stock"] = rate
         log(f"echo {'tuned' if tuned else 'stock'}: {rate:,.0f} round trips/s")
     return out
@@ -166,34 +168,81 @@ async def wait_drained(db: Path, expected: int, patience: float) -> tuple[int, f
         await asyncio.sleep(0.1)
 
 
-async def ingest_step(fleet: Fleet, db: Path, observed: int, rate: float, seconds: float) -> dict[str, Any]:
-    stats = fleet.stats
+class Blaster:
+    """The ingest phase's load: the C generator (``_blast.c``) sending pre-encoded CON notifications from
+    the observed devices' own sockets (inherited fds; the fleet stops reading them meanwhile, so the
+    ACKs are counted by the generator), with per-socket message ids and per-observation Observe values
+    patched in place."""
+
+    def __init__(self, fleet: Fleet, names: list[str], port: int) -> None:
+        self.port = port
+        self.templates: list[tuple[int, int, bytes]] = []
+        self.transports: list[Any] = []
+        wanted = set(names)
+        for device in fleet.devices:
+            sock = device.socket
+            if device.name not in wanted or sock is None:
+                continue
+            live = [o for o in device.observations.values() if o.active]
+            if not live:
+                continue
+            observation = live[0]
+            transport = sock.transport._transport  # type: ignore[attr-defined]
+            self.transports.append(transport)
+            token = observation.token
+            payload = f"{20 + device.data.index % 40}.25".encode()
+            header = bytes((0x40 | len(token), 0x45, sock.mid >> 8, sock.mid & 0xFF))
+            observe = (observation.seq & 0xFFFFFF).to_bytes(3, "big")
+            data = header + token + b"\x63" + observe + b"\x60\xff" + payload  # Observe, Content-Format 0
+            self.templates.append((transport.get_extra_info("socket").fileno(), 4 + len(token) + 1, data))
+        self.runs = 0
+
+    async def run(self, *, seconds: float, rate: float = 0.0, window: int = 0) -> dict[str, Any]:
+        for transport in self.transports:
+            transport.pause_reading()
+        try:
+            self.runs += 1
+            return await blast(
+                self.port,
+                self.templates,
+                seconds=seconds,
+                rate=rate,
+                window=window,
+                mid_base=self.runs * 4096,
+                seq_add=self.runs * 4096,
+            )
+        finally:
+            for transport in self.transports:
+                transport.resume_reading()
+
+
+async def ingest_step(blaster: Blaster, db: Path, rate: float, seconds: float, window: int = 0) -> dict[str, Any]:
     before_points = stored_points(db)
-    sent0, acked0, timeouts0 = stats.notifications_sent, stats.notifications_acked, stats.notifications_timed_out
-    behind0 = stats.notifications_behind
-    fleet.period = observed / rate
-    started = time.monotonic()
-    await asyncio.sleep(seconds)
-    fleet.period = 1e9  # pause
-    elapsed = time.monotonic() - started
-    sent = stats.notifications_sent - sent0
+    report = await blaster.run(seconds=seconds, rate=rate, window=window)
+    elapsed = float(report["seconds"])
+    sent = int(report["sent"])
     _, drain = await wait_drained(db, before_points + sent, patience=3.0)
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.3)
     stored = stored_points(db) - before_points
     result = {
-        "offered": rate,
+        "offered": rate if rate > 0 else None,
+        "window": window or None,
         "sent_per_s": sent / elapsed,
         "stored_per_s": stored / elapsed,
+        "acked_per_s": int(report["replies_in_time"]) / elapsed,
         "sent": sent,
         "stored": stored,
-        "acked": stats.notifications_acked - acked0,
-        "timeouts": stats.notifications_timed_out - timeouts0,
-        "generator_behind": stats.notifications_behind - behind0,
+        "acked": report["acked"],
+        "rst": report["rst"],
+        "other": report["other"],
         "drain_s": drain,
     }
-    result["sustained"] = stored >= sent and drain < 2.0 and sent >= 0.95 * rate * elapsed
+    result["sustained"] = (
+        stored >= sent and report["acked"] >= sent and drain < 2.0 and (window > 0 or sent >= 0.95 * rate * elapsed)
+    )
+    what = f"{rate:,.0f}/s offered" if rate > 0 else f"closed loop, window {window}"
     log(
-        f"ingest {rate:,.0f}/s offered: sent {sent:,} stored {stored:,} acked {result['acked']:,} "
+        f"ingest {what}: sent {sent:,} stored {stored:,} acked {report['acked']:,} rst {report['rst']} "
         f"drain {drain:.1f}s -> {'ok' if result['sustained'] else 'NOT sustained'}"
     )
     return result
@@ -253,7 +302,7 @@ async def bench_server(args: argparse.Namespace) -> dict[str, Any]:
                         "kib_per_registration": (rss2 - rss0) * 1024 / max(1, stats.registered),
                     }
                     if phases & {"ingest", "rest"}:
-                        await bench_ingest(out, args, fleet, api, db, api_port, token)
+                        await bench_ingest(out, args, fleet, api, db, port, api_port, token)
                 started = time.monotonic()
                 await fleet.stop()
                 out["deregister"] = {"deregistered": stats.deregistered, "seconds": time.monotonic() - started}
@@ -285,6 +334,7 @@ async def bench_ingest(  # noqa: PLR0917 - the phase's context, passed on
     fleet: Fleet,
     api: httpx.AsyncClient,
     db: Path,
+    port: int,
     api_port: int,
     token: str,
 ) -> None:
@@ -294,21 +344,23 @@ async def bench_ingest(  # noqa: PLR0917 - the phase's context, passed on
     ok = await observe_devices(api, names)
     out["observe"] = {"observed": ok, "seconds": time.monotonic() - started}
     log(f"observed {ok} devices via REST in {out['observe']['seconds']:.1f}s")
+    blaster = Blaster(fleet, names, port)
     steps = []
     best = 0.0
     for rate in args.rates:
-        step = await ingest_step(fleet, db, ok, rate, args.step_seconds)
+        step = await ingest_step(blaster, db, rate, args.step_seconds)
         steps.append(step)
         if not step["sustained"]:
             break
         best = step["stored_per_s"]
-    out["ingest"] = {"steps": steps, "max_sustained": best}
+    closed = await ingest_step(blaster, db, 0.0, args.step_seconds, window=ECHO_WINDOW)
+    out["ingest"] = {"steps": steps, "max_sustained": best, "closed_loop": closed, "streams": len(blaster.templates)}
     if "rest" not in args.phases:
         return
     half = max(best / 2, 500.0)
-    fleet.period = ok / half
+    sent0, stored0 = 0, stored_points(db)
+    load = asyncio.ensure_future(blaster.run(seconds=12.0, rate=half))
     await asyncio.sleep(1.0)
-    sent0, stored0 = stats.notifications_sent, stored_points(db)
     probe = await asyncio.create_subprocess_exec(
         sys.executable,
         str(PROCS),
@@ -328,10 +380,10 @@ async def bench_ingest(  # noqa: PLR0917 - the phase's context, passed on
         stdout=asyncio.subprocess.PIPE,
     )
     text, _ = await probe.communicate()
-    fleet.period = 1e9
+    report = await load
     latency = json.loads(text)
     latency["ingest_rate"] = half
-    sent = stats.notifications_sent - sent0
+    sent = int(report["sent"]) - sent0
     await wait_drained(db, stored0 + sent, patience=3.0)
     latency["sent"] = sent
     latency["stored"] = stored_points(db) - stored0
@@ -471,22 +523,28 @@ def render(results: dict[str, Any], command: str) -> str:
         "",
         "Ingest steps (offered → sent/stored per second, drain time after the step):",
         "",
-        "| offered/s | sent/s | stored/s | acked | CON timeouts | drain s | sustained |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "| offered/s | sent/s | stored/s | acked | RST | drain s | sustained |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for step in s["ingest"]["steps"]:
+    closed = s["ingest"].get("closed_loop")
+    for step in [*s["ingest"]["steps"], *([closed] if closed else [])]:
+        offered = f"{step['offered']:,.0f}" if step.get("offered") else f"closed loop, {step['window']} in flight"
         lines.append(
-            f"| {step['offered']:,.0f} | {step['sent_per_s']:,.0f} | {step['stored_per_s']:,.0f} | {step['acked']:,} "
-            f"| {step['timeouts']:,} | {step['drain_s']:.1f} | {'yes' if step['sustained'] else 'no'} |"
+            f"| {offered} | {step['sent_per_s']:,.0f} | {step['stored_per_s']:,.0f} | {step['acked']:,} "
+            f"| {step['rst']:,} | {step['drain_s']:.1f} | {'yes' if step['sustained'] else 'no'} |"
         )
     lines += [
         "",
-        "How: echo and aiocoap are served by `benchmarks/_fleet_procs.py` in their own process and driven",
-        "by a UDP client keeping 64 datagrams in flight. The SPMP server runs `ManagementServer` with",
+        "How: the echo baseline and the ingest phase use the same load generator, `benchmarks/_blast.c`",
+        "(compiled with gcc at benchmark time; pre-encoded datagrams, ids patched in place, sendto from",
+        f"several sockets, replies counted at the sockets): echo closed loop with {ECHO_WINDOW} in flight over",
+        f"{ECHO_SOCKETS} sockets. aiocoap is driven by a Python UDP client. The SPMP server runs",
+        "`ManagementServer` with",
         "`SqliteStore` and the REST API in its own process, with the defaults except the per-address",
         "registration rate limit, lifted because every simulated device shares 127.0.0.1. The storm uses",
         f"one UDP socket per device (`spmp.fleet`); ingest observes /3316/0/5700 on {s['observe']['observed']:,}",
-        "devices through the REST API and raises the fleet's notification rate step by step (6 s each);",
+        "devices through the REST API, then the generator sends CON notifications from those devices' own",
+        "sockets (tokens, Observe values and message ids per device) at rising offered rates;",
         "stored points are counted in the SQLite file. The 100k figure uses 1000 sockets shared by 100",
         "devices each and Discover-on-register off (the storm only registers), RSS from /proc.",
         END,
@@ -541,7 +599,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--rates",
-        default="1000,2000,4000,8000,10000,12000,16000,20000,24000",
+        default="2000,5000,10000,15000,20000,25000,30000,40000,50000,60000",
         help="offered notification rates of the ingest steps, until one is not sustained",
     )
     parser.add_argument(

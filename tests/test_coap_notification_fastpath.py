@@ -40,7 +40,7 @@ def run(coro: Coroutine[Any, Any, None], timeout: float = 20.0) -> None:
     asyncio.run(bounded())
 
 
-def notification(  # noqa: PLR0913, PLR0917 - a datagram's fields
+def notification(
     mid: int,
     seq: int | None,
     payload: bytes = b"21.5",
