@@ -17,7 +17,8 @@ from typer.testing import CliRunner, Result
 
 import spmp
 from spmp import logging as spmp_logging
-from spmp.cli import DEMO_FORMATS, app
+from spmp.cli import app
+from spmp.cli.codecs import DEMO_FORMATS
 from spmp.lwm2m.objects import default_registry
 from spmp.lwm2m.objects.docs import render_markdown
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from spmp.cli import _demo_table
+from spmp.cli.demo import _demo_table
 
 SPMP = str(Path(sys.executable).with_name("spmp"))
 ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
