@@ -100,9 +100,27 @@ def test_factory_bootstrap_observe_port_status_switch_and_calibration_backup() -
                 observed = await http.post(f"/api/clients/{EP}/26242/{LOAD1}/observe", headers=AUTH)
                 assert observed.status_code == 200, observed.text
                 assert observed.json()["value"]["kind"] == "instance"
+                # The device restarts the window at the device time it applies the write. At 600x a
+                # millisecond of wall time is 0.6 s of device time, so that instant is taken from the
+                # device (restarts), bounded by the device clock read around the PUT: never from when
+                # the test happens to run again.
+                window = device.windows[LOAD1]
+                restart = window.restart
+                restarts: list[tuple[datetime, int | None]] = []
+
+                def recording_restart(start: datetime, length_s: int | None = None) -> None:
+                    restarts.append((start, length_s))
+                    restart(start, length_s)
+
+                window.restart = recording_restart  # type: ignore[method-assign]
+                before_write = device.clock.now()
                 written = await http.put(f"/api/clients/{EP}/26242/{LOAD1}/3", json={"value": 300}, headers=AUTH)
+                after_write = device.clock.now()
                 assert written.status_code == 200, written.text
-                length_set_at = device.clock.now()
+                # (a retransmitted PUT may be applied twice: PUT is idempotent; the last one counts)
+                assert restarts and all(length == 300 for _, length in restarts), restarts
+                assert all(before_write <= at <= after_write for at, _ in restarts), (before_write, restarts)
+                length_set_at = restarts[-1][0]
                 path = f"/26242/{LOAD1}/5518"
 
                 async def four_windows() -> bool:
@@ -113,7 +131,8 @@ def test_factory_bootstrap_observe_port_status_switch_and_calibration_backup() -
                 stamps = [t for t in await distinct_timestamps(store, path) if t > length_set_at]
                 gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
                 assert all(abs(gap - 300) <= 1 for gap in gaps), gaps  # device time: one per Length
-                assert abs((stamps[0] - length_set_at).total_seconds() - 300) <= 1.5
+                # the first window ends one Length after the write (Timestamp drops the microseconds)
+                assert abs((stamps[0] - length_set_at).total_seconds() - 300) <= 1, (stamps[0], length_set_at)
                 averages = await store.query_telemetry(EP, f"/26242/{LOAD1}/2", limit=10000)
                 assert averages and all(0.5 < p.value < 3.0 for p in averages)  # type: ignore[operator]
 
@@ -124,7 +143,12 @@ def test_factory_bootstrap_observe_port_status_switch_and_calibration_backup() -
                 assert off.status_code == 200, off.text
                 after = (await http.get(f"/api/clients/{EP}/3317/{LOAD1}/5700", headers=AUTH)).json()
                 assert after["value"] == 0.0
-                await asyncio.sleep(0.3)  # more simulated minutes: still off
+                samples = device.samples
+
+                async def more_samples() -> bool:  # more simulated minutes: still off
+                    return device.samples >= samples + 5
+
+                await eventually(more_samples)
                 again = (await http.get(f"/api/clients/{EP}/3317/{LOAD1}/5700", headers=AUTH)).json()
                 assert again["value"] == 0.0
                 assert device.source.site.ports["LOAD1"].switch_on is False  # type: ignore[attr-defined]
