@@ -435,7 +435,8 @@ def test_a_live_node_releases_a_device_that_moved(pg_dsn: str) -> None:
 def test_a_released_device_stays_in_view_while_the_new_registration_is_read(pg_dsn: str) -> None:
     """Between releasing a device that registered on another node and reading its new registration
     from the store, the node answers for it as the other node's (this gap made the test above flaky:
-    ``registration('dev-1') is None``). The read is slowed down here so the gap is always there."""
+    ``registration('dev-1') is None``). The read is held here until the test lets it go, so the gap is
+    always there (however slowly the test gets to look)."""
 
     async def main() -> None:
         async with two_nodes(pg_dsn) as (a, b):
@@ -444,10 +445,13 @@ def test_a_released_device_stays_in_view_while_the_new_registration_is_read(pg_d
             address_a, address_b = server_a.coap_address, server_b.coap_address
             assert address_a is not None and address_b is not None
             refresh = cluster_a._refresh
+            refreshing: list[str] = []
+            release = asyncio.Event()
             refreshed = asyncio.Event()
 
             async def slow_refresh(endpoint: str) -> Registration | None:
-                await asyncio.sleep(1.0)
+                refreshing.append(endpoint)
+                await release.wait()
                 try:
                     return await refresh(endpoint)
                 finally:
@@ -462,6 +466,7 @@ def test_a_released_device_stays_in_view_while_the_new_registration_is_read(pg_d
                     client.session(1).location = None
                     client.session(1).trigger_update()
                     await until(lambda: server_a.registrations_manager.get("dev-1") is None, what="A released it")
+                    await until(lambda: "dev-1" in refreshing, what="the store read started")
                     assert not refreshed.is_set()
                     registration = server_a.registration("dev-1")
                     assert registration is not None and registration.node_id == "node-b"
@@ -469,6 +474,7 @@ def test_a_released_device_stays_in_view_while_the_new_registration_is_read(pg_d
                         registration.registration_id
                         == server_b.registrations_manager.get("dev-1").registration.registration_id
                     )  # type: ignore[union-attr]
+                    release.set()
                     await asyncio.wait_for(refreshed.wait(), 10.0)
                     registration = server_a.registration("dev-1")
                     assert registration is not None and registration.node_id == "node-b"

@@ -204,7 +204,11 @@ def test_failed_writes_keep_points(pg_dsn: str, caplog: pytest.LogCaptureFixture
                 await store.flush()
             message = str(caught.value)
             assert "cannot write 500 telemetry points" in message and "127.0.0.1" in message
-            await asyncio.sleep(0.4)  # the background task fails too, logs once, keeps the points
+            # the background task fails too (while the lock is held), logs once, keeps the points
+            deadline = asyncio.get_running_loop().time() + 20.0
+            while not any("kept queued for retry" in r.getMessage() for r in caplog.records):
+                assert asyncio.get_running_loop().time() < deadline, "the background flush never failed"
+                await asyncio.sleep(0.05)
             await store.append_telemetry([point("/3316/1/0", 1.0, "Float")])
             await tx.rollback()
         finally:
