@@ -46,6 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
+from spmp.store._telemetry_queue import TelemetryQueue
 from spmp.store.interface import (
     DEFAULT_ENDPOINT,
     BootstrapConfig,
@@ -179,7 +180,7 @@ _LOST = object()
 _CLOSED = object()
 
 
-class PostgresStore:
+class PostgresStore(TelemetryQueue[TelemetryPoint]):
     """The Store in a PostgreSQL database (``postgresql://user:password@host:port/database``).
 
     ``pool_min``/``pool_max`` bound the connection pool. ``flush_interval`` (seconds) and
@@ -208,18 +209,13 @@ class PostgresStore:
         self.dsn = dsn
         self.pool_min = pool_min
         self.pool_max = pool_max
-        self.flush_interval = flush_interval
-        self.flush_points = flush_points
         self.node_id = node_id if node_id is not None else f"{socket.gethostname()}:{os.getpid()}"
-        self.max_pending = max_pending
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.where, self._password = _describe_dsn(dsn)
         self._pool: Any = None  # asyncpg.Pool
-        self._pending: list[TelemetryPoint] = []
-        self._flush_lock = asyncio.Lock()
+        self._init_queue(flush_interval, flush_points, max_pending)
         self._flusher: asyncio.Task[None] | None = None
-        self._flush_failing = False
         # LISTEN/NOTIFY: one dedicated connection carries every subscription of this store.
         self._listen_conn: Connection | None = None
         self._listen_lock = asyncio.Lock()
@@ -446,38 +442,12 @@ class PostgresStore:
         if len(self._pending) >= self.flush_points and not self._flush_failing:
             await self._flush_logging_errors()
 
-    async def flush(self) -> None:
-        async with self._flush_lock:
-            if not self._pending:
-                return
-            batch, self._pending = self._pending, []
-            try:
-                await self._run(f"write {len(batch)} telemetry points", _insert_telemetry, batch)
-                self._flush_failing = False
-            except BaseException:
-                # Put them back in front of what arrived meanwhile: order matters when a path
-                # gets two values in the same millisecond (the later one wins).
-                self._pending[:0] = batch
-                raise
+    async def _write_batch(self, batch: list[TelemetryPoint]) -> None:
+        await self._run(f"write {len(batch)} telemetry points", _insert_telemetry, batch)
 
-    async def _flush_logging_errors(self) -> None:
-        """Flush for the background paths: a failure is logged (once per streak), the points stay queued."""
-        was_failing = self._flush_failing
-        try:
-            await self.flush()
-        except StoreError as exc:
-            if not was_failing:
-                log.error("telemetry flush failed, %d points kept queued for retry: %s", len(self._pending), exc)
-            self._flush_failing = True
-        else:
-            if was_failing:
-                log.info("PostgreSQL %s: telemetry flush works again", self.where)
-
-    async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval)
-            if self._pending:
-                await self._flush_logging_errors()
+    @property
+    def _queue_name(self) -> str:
+        return f"PostgreSQL {self.where}"
 
     async def query_telemetry(
         self,

@@ -36,6 +36,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from spmp.store._telemetry_queue import TelemetryQueue
 from spmp.store.interface import (
     DEFAULT_ENDPOINT,
     BootstrapConfig,
@@ -155,7 +156,7 @@ _HINTS = {
 }
 
 
-class SqliteStore:
+class SqliteStore(TelemetryQueue[TelemetryRow]):
     """The Store in one SQLite file (``sqlite:///relative.db``, ``sqlite:////abs/path.db``, ``sqlite://:memory:``).
 
     ``threaded`` runs statements on one worker thread, else inline on the event-loop thread (see the
@@ -177,17 +178,12 @@ class SqliteStore:
     ) -> None:
         self.path = os.fspath(path)
         self.threaded = threaded
-        self.flush_interval = flush_interval
-        self.flush_points = flush_points
-        self.max_pending = max_pending
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: list[TelemetryRow] = []
-        """Rows waiting to be written, values already in their SQLite form (see _encode_value)."""
-        self._flush_lock = asyncio.Lock()
+        # Queued rows are already in their SQLite form (see _encode_value).
+        self._init_queue(flush_interval, flush_points, max_pending)
         self._flusher: asyncio.Task[None] | None = None
-        self._flush_failing = False
 
     def __repr__(self) -> str:
         mode = "threaded" if self.threaded else "inline"
@@ -423,38 +419,12 @@ class SqliteStore:
         if len(pending) >= self.flush_points and not self._flush_failing:
             await self._flush_logging_errors()
 
-    async def flush(self) -> None:
-        async with self._flush_lock:
-            if not self._pending:
-                return
-            batch, self._pending = self._pending, []
-            try:
-                await self._run(f"write {len(batch)} telemetry points", _insert_telemetry, batch)
-                self._flush_failing = False
-            except BaseException:
-                # Put them back in front of what arrived meanwhile: order matters when a path
-                # gets two values in the same millisecond (the later one wins).
-                self._pending[:0] = batch
-                raise
+    async def _write_batch(self, batch: list[TelemetryRow]) -> None:
+        await self._run(f"write {len(batch)} telemetry points", _insert_telemetry, batch)
 
-    async def _flush_logging_errors(self) -> None:
-        """Flush for the background paths: a failure is logged (once per streak), the points stay queued."""
-        was_failing = self._flush_failing
-        try:
-            await self.flush()
-        except StoreError as exc:
-            if not was_failing:
-                log.error("telemetry flush failed, %d points kept queued for retry: %s", len(self._pending), exc)
-            self._flush_failing = True
-        else:
-            if was_failing:
-                log.info("%s: telemetry flush works again", self.path)
-
-    async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval)
-            if self._pending:
-                await self._flush_logging_errors()
+    @property
+    def _queue_name(self) -> str:
+        return self.path
 
     async def query_telemetry(
         self,
