@@ -14,6 +14,7 @@ configuration through ``BtsLoad.power_w`` or a ``draw`` callback.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,7 +44,7 @@ class LoadDemand:
         return self.current_a + (self.power_w / voltage_v if voltage_v > 0 else 0.0)
 
 
-class Load:
+class Load(ABC):
     """Base class: a named load with fault flags; subclasses say what they draw when healthy."""
 
     def __init__(self, name: str) -> None:
@@ -51,8 +52,9 @@ class Load:
         self.short_circuit = False
         self.connected = True
 
+    @abstractmethod
     def nominal(self) -> LoadDemand:
-        raise NotImplementedError
+        """What the load draws when healthy and connected."""
 
     def demand(self) -> LoadDemand:
         """The draw as the port sees it, faults included."""

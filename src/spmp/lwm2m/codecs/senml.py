@@ -29,6 +29,7 @@ import binascii
 import math
 import re
 import time as _time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -487,7 +488,7 @@ class RecordWriter:
 # --- the codec behaviour shared by SenML JSON and SenML CBOR ----------------------------------
 
 
-class SenmlCodec:
+class SenmlCodec(ABC):
     """Everything of a SenML MultiNodeCodec except turning bytes into records and back.
 
     :meth:`decode` and :meth:`encode` of one object instance, the common case by far, first try a
@@ -617,15 +618,17 @@ class SenmlCodec:
                 instances[instance] = value
         return ObjectInstance(instance_id, resources)
 
+    @abstractmethod
     def load(self, payload: bytes) -> object:
         """Parse the payload into raw records (a list of dicts with JSON labels)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def dump(self, records: list[dict[str, object]]) -> bytes:
-        raise NotImplementedError
+        """Serialize records (JSON labels) to the wire format."""
 
+    @abstractmethod
     def opaque(self, data: bytes) -> object:
-        raise NotImplementedError
+        """How an Opaque value travels in this format (base64url text in JSON, bytes in CBOR)."""
 
     def _resolve(self, payload: bytes, base: Path | None = None, *, values: bool = True) -> list[Resolved]:
         return resolve(
