@@ -169,7 +169,12 @@ def test_libcoap_reads_discovers_and_observes_the_client(tmp_path: FilePath) -> 
             observer = asyncio.get_running_loop().create_task(
                 coap_client("-s", "3", "-B", "5", "-w", "-A", "0", f"{base}/3303/0/5700")
             )
-            await asyncio.sleep(0.5)
+            reporter = client.session(9).reporter
+            for _ in range(1000):  # until coap-client's observation is in place (10 s at most)
+                if reporter.observations:
+                    break
+                await asyncio.sleep(0.01)
+            assert reporter.observations
             for value in (21.5, 22.5):
                 set_temperature(temperature, value)
                 await asyncio.sleep(0.3)

@@ -285,7 +285,7 @@ def test_a_10_client_is_read_in_tlv() -> None:
 def test_queue_mode_holds_requests_until_the_client_wakes() -> None:
     async def main() -> None:
         async with MemoryStore() as store:
-            server = make_server(store, awake_time=0.3)
+            server = make_server(store, awake_time=1.5)  # the read right after registering is well inside it
             await server.start()
             client = TinyClient()
             try:
@@ -295,7 +295,7 @@ def test_queue_mode_holds_requests_until_the_client_wakes() -> None:
                 assert registration is not None and registration.queue_mode
                 # Awake right after registering: sent directly.
                 assert (await server.read("sleepy", "/3/0/0")).node.value == "SPMP"  # type: ignore[union-attr]
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(1.7)  # past awake_time: asleep
                 seen = len(client.requests)
                 pending = asyncio.ensure_future(server.read("sleepy", "/3/0/1"))
                 await asyncio.sleep(0.3)
@@ -303,7 +303,7 @@ def test_queue_mode_holds_requests_until_the_client_wakes() -> None:
                 assert (await client.update()).code == Code.CHANGED
                 result = await asyncio.wait_for(pending, 10)
                 assert result.node.value == "tiny"  # type: ignore[union-attr]
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(1.7)  # past awake_time: asleep again
                 with pytest.raises(DeviceTimeout) as waited:
                     await server.read("sleepy", "/3/0/1", timeout=0.4)
                 assert "queued" in str(waited.value) and waited.value.seconds >= 0.4

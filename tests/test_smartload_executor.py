@@ -252,10 +252,13 @@ def test_run_loop_retries_by_itself() -> None:
         bts.down = True
         task = asyncio.create_task(ex.run())
         ex.sample(47.0)
-        await asyncio.sleep(0.1)
+        for _ in range(2000):  # retried with backoff while the BTS is down (20 s at most)
+            if len(bts.attempts) >= 3:
+                break
+            await asyncio.sleep(0.01)
         assert bts.values[RF] == 43.0 and len(bts.attempts) >= 3
         bts.down = False
-        for _ in range(100):
+        for _ in range(2000):
             await asyncio.sleep(0.01)
             if bts.values[RF] == 40.0:
                 break

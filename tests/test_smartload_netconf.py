@@ -373,8 +373,7 @@ async def test_bts_down_write_fails_alert_raised_and_rule_applied_when_back(bts:
     refresher = asyncio.get_running_loop().create_task(bridge.run())
     try:
         bts.stop()
-        await asyncio.sleep(0.3)
-        assert bridge.unreachable
+        await _until(lambda: bridge.unreachable, 10)  # the refresher finds it gone
         with pytest.raises(OperationError) as caught:
             tree.write(Path.of(26244, 0, 4), SingleResource(4, False, ResourceType.BOOLEAN), replace=False)
         assert caught.value.code is ResponseCode.SERVICE_UNAVAILABLE
