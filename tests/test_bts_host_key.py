@@ -7,6 +7,7 @@ its address) is refused before any password is sent, with a clear error, and rai
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path as FilePath
 
@@ -183,3 +184,19 @@ def test_cli_checks_the_fingerprint_option(cli_runner: CliRunner) -> None:
     assert result.exit_code != 0 and "SHA256" in result.output
     result = cli_runner.invoke(app, [*base, "--bts-host-key-fingerprint", "SHA256:" + "A" * 43])
     assert result.exit_code != 0 and "needs --bts" in result.output
+
+
+def test_a_peer_dropping_its_connection_is_not_an_error_on_the_bts() -> None:
+    # The charger's host-key probe drops its TCP connection after the key exchange; paramiko logs that
+    # as an ERROR on the server side, which the BTS turns into DEBUG. Real transport errors stay errors.
+    from spmp.bts.server import _RoutineDisconnects
+
+    routine = logging.LogRecord(
+        "paramiko.transport", logging.ERROR, __file__, 1, "Socket exception: Connection reset by peer (104)", None, None
+    )
+    real = logging.LogRecord("paramiko.transport", logging.ERROR, __file__, 1, "Unknown exception: boom", None, None)
+    quiet = _RoutineDisconnects()
+    assert quiet.filter(routine) is logging.getLogger("paramiko.transport").isEnabledFor(logging.DEBUG)
+    assert routine.levelno == logging.DEBUG and routine.levelname == "DEBUG"
+    assert quiet.filter(real) and real.levelno == logging.ERROR
+    assert any(isinstance(f, _RoutineDisconnects) for f in logging.getLogger("paramiko.transport").filters)

@@ -44,6 +44,21 @@ __all__ = [
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+
+class _RoutineDisconnects(logging.Filter):
+    """paramiko logs a client that drops its TCP connection abruptly as an ERROR ("Socket exception:
+    Connection reset by peer"); for a server that is routine — the charger's host-key probe does
+    exactly that — so it is logged at DEBUG instead, and real transport errors stay errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and "Connection reset by peer" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("paramiko.transport").addFilter(_RoutineDisconnects())
+
 BASE_1_0 = "urn:ietf:params:netconf:base:1.0"
 BASE_1_1 = "urn:ietf:params:netconf:base:1.1"
 CAPABILITIES = (
