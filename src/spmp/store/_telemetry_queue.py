@@ -27,6 +27,7 @@ class TelemetryQueue(ABC, Generic[Item]):
     _pending: list[Item]
     _flush_lock: asyncio.Lock
     _flush_failing: bool
+    _flusher: asyncio.Task[None] | None
 
     def _init_queue(self, flush_interval: float, flush_points: int, max_pending: int) -> None:
         self.flush_interval = flush_interval
@@ -35,6 +36,29 @@ class TelemetryQueue(ABC, Generic[Item]):
         self._pending = []
         self._flush_lock = asyncio.Lock()
         self._flush_failing = False
+        self._flusher = None
+
+    def _start_flusher(self, name: str) -> None:
+        """Start the background writer (call from ``open``, inside the running loop)."""
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically(), name=name)
+
+    async def _drain_queue(self) -> None:
+        """For ``close``: stop the background writer, write what waits, log what could not be written.
+
+        Raises the final flush's error, after logging how many points are lost with it.
+        """
+        if self._flusher is not None:
+            self._flusher.cancel()
+            # The flusher may be mid-write; wait for it so the final flush below sees a settled queue.
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        try:
+            await self.flush()
+        finally:
+            if self._pending:
+                logging.getLogger(type(self).__module__).error(
+                    "%s: closing with %d telemetry points not written", self._queue_name, len(self._pending)
+                )
 
     @abstractmethod
     async def _write_batch(self, batch: list[Item]) -> None:

@@ -215,7 +215,6 @@ class PostgresStore(TelemetryQueue[TelemetryPoint]):
         self.where, self._password = _describe_dsn(dsn)
         self._pool: Any = None  # asyncpg.Pool
         self._init_queue(flush_interval, flush_points, max_pending)
-        self._flusher: asyncio.Task[None] | None = None
         # LISTEN/NOTIFY: one dedicated connection carries every subscription of this store.
         self._listen_conn: Connection | None = None
         self._listen_lock = asyncio.Lock()
@@ -250,7 +249,7 @@ class PostgresStore(TelemetryQueue[TelemetryPoint]):
                 raise
             raise self._error("create or migrate the schema", exc) from exc
         self._pool = pool
-        self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically(), name="postgres-flush")
+        self._start_flusher("postgres-flush")
 
     async def _migrate(self, conn: Connection) -> None:
         async with conn.transaction():
@@ -272,16 +271,9 @@ class PostgresStore(TelemetryQueue[TelemetryPoint]):
     async def close(self) -> None:
         if self._pool is None:
             return
-        if self._flusher is not None:
-            self._flusher.cancel()
-            # The flusher may be mid-write; wait for it so the final flush below sees a settled queue.
-            await asyncio.gather(self._flusher, return_exceptions=True)
-            self._flusher = None
         try:
-            await self.flush()
+            await self._drain_queue()
         finally:
-            if self._pending:
-                log.error("PostgreSQL %s: closing with %d telemetry points not written", self.where, len(self._pending))
             pool, self._pool = self._pool, None
             try:
                 await self._stop_listening()

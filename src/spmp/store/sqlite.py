@@ -183,7 +183,6 @@ class SqliteStore(TelemetryQueue[TelemetryRow]):
         self._executor: ThreadPoolExecutor | None = None
         # Queued rows are already in their SQLite form (see _encode_value).
         self._init_queue(flush_interval, flush_points, max_pending)
-        self._flusher: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         mode = "threaded" if self.threaded else "inline"
@@ -201,7 +200,7 @@ class SqliteStore(TelemetryQueue[TelemetryRow]):
         except BaseException:
             self._shutdown_executor()
             raise
-        self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically(), name="sqlite-flush")
+        self._start_flusher("sqlite-flush")
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = None
@@ -261,16 +260,9 @@ class SqliteStore(TelemetryQueue[TelemetryRow]):
     async def close(self) -> None:
         if self._conn is None:
             return
-        if self._flusher is not None:
-            self._flusher.cancel()
-            # The flusher may be mid-write; wait for it so the final flush below sees a settled queue.
-            await asyncio.gather(self._flusher, return_exceptions=True)
-            self._flusher = None
         try:
-            await self.flush()
+            await self._drain_queue()
         finally:
-            if self._pending:
-                log.error("%s: closing with %d telemetry points not written", self.path, len(self._pending))
             conn, self._conn = self._conn, None
             try:
                 await self._call(conn.close)
